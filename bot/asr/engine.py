@@ -1,0 +1,79 @@
+"""The interface every ASR engine implements, shaped for batches of windows from many streams."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from bot.messages import Word
+
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One stream's audio buffer to decode, with what the stream knows so far.
+
+    `language` None asks the engine to detect it. `prompt` is the stream's recent committed
+    text (conditioning on previous text, as Whisper does across 30 s windows).
+    """
+
+    audio: np.ndarray
+    task: Task = "transcribe"
+    language: str | None = None
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """What the engine heard in one window. Word times are relative to the window start.
+
+    `segment_ends` are the indices of words after which Whisper closed a segment (a timestamp
+    pair), which the streaming policy uses as safe places to cut its buffer.
+    """
+
+    words: tuple[Word, ...]
+    language: str
+    language_probability: float
+    segment_ends: tuple[int, ...] = ()
+    no_speech_probability: float = 0.0
+    avg_logprob: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class OfflineResult:
+    """Whole-file transcription (the reference the streaming system is compared against)."""
+
+    words: tuple[Word, ...]
+    text: str
+    language: str
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    model: str
+    device: str
+    compute_type: str
+    details: dict[str, str] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """Decodes batches of windows; one engine serves every stream of a worker."""
+
+    info: EngineInfo
+    is_multilingual: bool
+    supported_languages: tuple[str, ...]
+
+    def transcribe(self, windows: list[Window]) -> list[Hypothesis]:
+        """Decode windows (from any number of streams) in one batched call, in order."""
+        ...
+
+    def transcribe_offline(
+        self, audio: np.ndarray, task: Task, language: str | None, beam_size: int = 5
+    ) -> OfflineResult:
+        """Transcribe a whole recording the standard way (no streaming), for comparison."""
+        ...

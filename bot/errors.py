@@ -1,0 +1,17 @@
+"""User-facing errors: one line that names the problem and what to do about it."""
+
+
+class CaptionbotError(Exception):
+    """An error the user can fix; the CLI prints its message alone and exits non-zero."""
+
+
+class AudioInputError(CaptionbotError):
+    """An audio file or device that cannot be read as speech."""
+
+
+class ModelNotAvailableError(CaptionbotError):
+    """A Whisper model that cannot be found or loaded."""
+
+
+class ConfigError(CaptionbotError):
+    """An invalid option or configuration value."""

@@ -1,0 +1,73 @@
+"""Messages that flow one way through the pipeline: audio → ASR → captions → outputs.
+
+Only these small frozen dataclasses cross a queue between threads or processes.
+Times are seconds: `start`/`end` on the stream's audio timeline, `*_s` on the stream clock
+(seconds since the stream started, as a live viewer experiences it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono float32 samples at 16 kHz; `start` is the audio time of the first sample."""
+
+    stream_id: str
+    samples: np.ndarray
+    start: float
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """No more audio will come for this stream: finalize what is pending."""
+
+    stream_id: str
+
+
+@dataclass(frozen=True)
+class Word:
+    """A recognized word. `text` keeps Whisper's leading space (absent for languages without)."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class CommittedWord:
+    """A word that will never change again, with when the viewer first saw it and when it froze."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
+    first_seen_s: float
+    emitted_s: float
+
+
+@dataclass(frozen=True)
+class CaptionUpdate:
+    """One change of the caption state of a stream.
+
+    `committed` holds only the words committed by this update (append-only); `tentative` is the
+    whole tentative tail shown after all committed text. `final` marks the last update of a stream.
+    """
+
+    stream_id: str
+    t_s: float
+    committed: tuple[CommittedWord, ...]
+    tentative: tuple[Word, ...]
+    language: str | None = None
+    final: bool = False
+
+
+def join_words(words: tuple[Word, ...] | list[Word] | tuple[CommittedWord, ...]) -> str:
+    """Caption text of a word sequence (Whisper words carry their own leading spaces)."""
+    return "".join(w.text for w in words).strip()

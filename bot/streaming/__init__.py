@@ -1,0 +1,1 @@
+"""The streaming policy: per-stream buffers, LocalAgreement-2 commits, and batched scheduling."""

@@ -1,0 +1,145 @@
+"""LocalAgreement-2: commit the longest common prefix of two consecutive hypotheses."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from bot.messages import CommittedWord, Word
+
+
+TAIL_WORDS = 40
+
+
+def normalized(text: str) -> str:
+    """Word identity for agreement: case and punctuation do not make two words differ."""
+    return "".join(
+        c for c in unicodedata.normalize("NFKC", text).casefold() if unicodedata.category(c)[0] not in "PZ"
+    )
+
+
+@dataclass(frozen=True)
+class PendingWord:
+    """A tentative word with the stream time it first appeared on screen in this form."""
+
+    word: Word
+    first_seen_s: float
+
+
+class LocalAgreement:
+    """Tentative words of the last hypothesis, and the rule that turns them into committed ones.
+
+    Hypotheses cover the whole audio buffer, which may still hold words committed earlier; those
+    are recognised by time (and confirmed by text near the committed end) and skipped.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[PendingWord] = []
+        self._tail: list[CommittedWord] = []
+
+    @property
+    def last_committed(self) -> CommittedWord | None:
+        return self._tail[-1] if self._tail else None
+
+    @property
+    def committed_end(self) -> float:
+        return self._tail[-1].end if self._tail else 0.0
+
+    def insert(self, words: list[Word], window_start: float, now: float) -> list[CommittedWord]:
+        """Take a new hypothesis (absolute times); return the words it commits."""
+        new = self._after_committed(words, window_start)
+        count = 0
+        while (
+            count < len(new)
+            and count < len(self.pending)
+            and normalized(new[count].text) == normalized(self.pending[count].word.text)
+        ):
+            count += 1
+        committed = [
+            self._commit(word, self._first_seen(word, count_index, now), now)
+            for count_index, word in enumerate(new[:count])
+        ]
+        self.pending = [
+            PendingWord(word, self._first_seen(word, count + j, now))
+            for j, word in enumerate(new[count:])
+        ]
+        return committed
+
+    def commit_pending(
+        self, now: float, until: float | None = None, before_start: float | None = None
+    ) -> list[CommittedWord]:
+        """Commit tentative words without a second hypothesis (a pause, the end, the cap).
+
+        `until` commits the leading words that end by then; `before_start` then drops the rest
+        that start after it (words heard in silence are not speech).
+        """
+        take = 0
+        while take < len(self.pending) and (until is None or self.pending[take].word.end <= until):
+            take += 1
+        committed = [self._commit(p.word, p.first_seen_s, now) for p in self.pending[:take]]
+        self.pending = self.pending[take:]
+        if before_start is not None:
+            self.pending = [p for p in self.pending if p.word.start < before_start]
+        return committed
+
+    def clear_pending(self) -> None:
+        self.pending = []
+
+    def _after_committed(self, words: list[Word], window_start: float) -> list[Word]:
+        """Drop the words of a hypothesis that re-hear already committed audio.
+
+        Committed words still inside the window are matched by text against the head of the
+        hypothesis (the longest run that agrees), which is robust to the jitter of aligned word
+        times; time alone decides when the text does not agree on at least two words.
+        """
+        inside = [w for w in self._tail if w.end > window_start + 0.05]
+        if not inside:
+            return self._without_repeated_tail(words)
+        estimate = sum(1 for w in words if (w.start + w.end) / 2 < self.committed_end)
+        target = [normalized(w.text) for w in inside]
+        heard = [normalized(w.text) for w in words]
+        best, best_length = estimate, 0
+        for i in range(1, min(len(words), len(target) + 3) + 1):
+            length = _common_suffix(target, heard[:i])
+            closer = abs(i - estimate) < abs(best - estimate)
+            if length > best_length or (length == best_length and length > 0 and closer):
+                best, best_length = i, length
+        if best_length < min(2, len(target)):
+            best = estimate
+        return list(words[best:])
+
+    def _without_repeated_tail(self, words: list[Word]) -> list[Word]:
+        """After a cut at the committed end, the model may still repeat the last few words."""
+        if not words or not self._tail or words[0].start > self.committed_end + 1.0:
+            return list(words)
+        tail = [normalized(w.text) for w in self._tail[-5:]]
+        heard = [normalized(w.text) for w in words[:5]]
+        shortest = 1 if words[0].start < self.committed_end else 2
+        for n in range(min(len(tail), len(heard)), shortest - 1, -1):
+            if tail[-n:] == heard[:n]:
+                return list(words[n:])
+        return list(words)
+
+    def _first_seen(self, word: Word, position: int, now: float) -> float:
+        if position < len(self.pending) and self.pending[position].word.text == word.text:
+            return self.pending[position].first_seen_s
+        return now
+
+    def _commit(self, word: Word, first_seen_s: float, now: float) -> CommittedWord:
+        committed = CommittedWord(
+            text=word.text,
+            start=word.start,
+            end=max(word.end, word.start),
+            probability=word.probability,
+            first_seen_s=min(first_seen_s, now),
+            emitted_s=now,
+        )
+        self._tail = self._tail[-(TAIL_WORDS - 1) :] + [committed]
+        return committed
+
+
+def _common_suffix(a: list[str], b: list[str]) -> int:
+    length = 0
+    while length < len(a) and length < len(b) and a[-1 - length] == b[-1 - length]:
+        length += 1
+    return length

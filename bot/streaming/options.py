@@ -1,0 +1,26 @@
+"""Knobs of the streaming policy (documented for users in config.example.yaml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    min_step_s: float = 0.5
+    """Least new audio a stream needs before it is decoded again."""
+    trim_after_s: float = 6.0
+    """Once the buffer is longer, cut it at the last committed sentence or segment end."""
+    max_buffer_s: float = 15.0
+    """Hard cap: cut at the last committed word, committing old tentative words if needed."""
+    pause_s: float = 0.5
+    """Silence after speech that finalizes the pending words without waiting for agreement."""
+    vad: bool = True
+    """Skip silence (Silero VAD): no decoding and no hallucinated text where nobody speaks."""
+    vad_threshold: float = 0.5
+    prompt_chars: int = 200
+    """How much committed text conditions the next window (Whisper's previous-text prompt)."""
+    max_batch: int = 8
+    """Most windows (from different streams) decoded in one engine call."""
+    preroll_s: float = 0.4
+    """Audio kept before detected speech so its first word is not clipped."""

@@ -1,0 +1,281 @@
+"""One stream's state: its audio buffer, its speech detector and its caption state.
+
+The buffer holds the audio Whisper must still look at: it starts at the last safe cut (a
+committed sentence end, a pause, or the hard cap) and ends at the newest sample. Every decode
+covers the whole buffer, so the cost of an update is bounded by the buffer cap, never by how
+far behind the stream is: a slow machine takes larger steps instead of queueing audio.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from bot.asr.engine import Hypothesis, Task, Window
+from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, Word
+from bot.streaming.agreement import LocalAgreement
+from bot.streaming.options import StreamingOptions
+from bot.streaming.vad import SileroModel, SpeechDetector
+
+logger = logging.getLogger(__name__)
+
+SENTENCE_END = tuple(".?!。？！")
+LANGUAGE_CONFIDENT = 0.8
+LANGUAGE_VOTES = 3
+PAUSE_MARGIN_S = 0.2
+
+
+@dataclass
+class StreamStats:
+    updates: int = 0
+    decode_s: float = 0.0
+    finalizations: int = 0
+    forced_commits: int = 0
+    dropped_audio_s: float = 0.0
+    max_buffer_s: float = 0.0
+
+
+class OnlineStream:
+    """Streaming policy for one audio stream (a meeting, a file, a participant)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        options: StreamingOptions,
+        task: Task,
+        language: str | None,
+        vad_model: SileroModel | None,
+        start: float = 0.0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.options = options
+        self.task: Task = task
+        self.language = language
+        self._language_votes: Counter[str] = Counter()
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._buffer_start = start
+        self._detector = (
+            SpeechDetector(vad_model, options.vad_threshold, start) if vad_model else None
+        )
+        self._agreement = LocalAgreement()
+        self._recent: list[CommittedWord] = []
+        self._segment_end_times: set[float] = set()
+        self._heard: list[Word] = []
+        self._processed_end = start
+        self._window: tuple[float, float] | None = None
+        self._shown: tuple[tuple[str, ...], ...] = ((), ())
+        self.ended = False
+        self.finished = False
+        self.stats = StreamStats()
+
+    # -- audio in ---------------------------------------------------------------------------------
+
+    @property
+    def received_end(self) -> float:
+        return self._buffer_start + len(self._audio) / SAMPLE_RATE
+
+    @property
+    def buffer_s(self) -> float:
+        return len(self._audio) / SAMPLE_RATE
+
+    def add_audio(self, samples: np.ndarray) -> None:
+        self._audio = np.concatenate([self._audio, samples.astype(np.float32, copy=False)])
+        if self._detector is not None:
+            self._detector.push(samples)
+            self._skip_silence()
+        hard_limit = 28.0  # Whisper's window is 30 s; keep room for the silent tail
+        if self.buffer_s > hard_limit:
+            excess = self.buffer_s - hard_limit
+            logger.warning("stream %s: buffer over %.0f s, dropping %.1f s of audio",
+                           self.stream_id, hard_limit, excess)
+            self.stats.dropped_audio_s += excess
+            self._cut(self.received_end - hard_limit)
+
+    def end(self) -> None:
+        self.ended = True
+
+    # -- scheduling -------------------------------------------------------------------------------
+
+    def wants_decode(self) -> bool:
+        """Is there speech the engine has not heard yet, enough to be worth an update?"""
+        if self.finished or self.received_end <= self._processed_end:
+            return False
+        if not self._has_speech(self._processed_end - 0.3, self.received_end):
+            return bool(self._agreement.pending) and not self._pause_covered()
+        if self.ended:
+            return True
+        return self.received_end - self._processed_end >= self.options.min_step_s
+
+    def window(self) -> Window:
+        self._window = (self._buffer_start, self.received_end)
+        return Window(
+            audio=self._audio.copy(),
+            task=self.task,
+            language=self.language,
+            prompt=self._prompt(),
+        )
+
+    # -- caption state ----------------------------------------------------------------------------
+
+    def apply(self, hypothesis: Hypothesis, now: float, decode_s: float) -> CaptionUpdate | None:
+        """Fold a decoded window into the caption state; return what the viewer now sees."""
+        assert self._window is not None, "apply() without window()"
+        window_start, window_end = self._window
+        self._window = None
+        self._processed_end = window_end
+        self.stats.updates += 1
+        self.stats.decode_s += decode_s
+        self.stats.max_buffer_s = max(self.stats.max_buffer_s, window_end - window_start)
+        self._learn_language(hypothesis)
+        words = [
+            Word(w.text, w.start + window_start, w.end + window_start, w.probability)
+            for w in hypothesis.words
+        ]
+        self._segment_end_times = {words[i].end for i in hypothesis.segment_ends if i < len(words)}
+        self._heard = words
+        committed = self._agreement.insert(words, window_start, now)
+        committed += self._finalize_if_paused(now)
+        committed += self._trim(now)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s window %.2f-%.2f heard %r committed %r tentative %r buffer_start %.2f",
+                self.stream_id, window_start, window_end, "".join(w.text for w in words),
+                "".join(w.text for w in committed),
+                "".join(p.word.text for p in self._agreement.pending), self._buffer_start,
+            )
+        return self._update(committed, now)
+
+    def poll(self, now: float) -> CaptionUpdate | None:
+        """Changes that need no decoding: a pause after covered speech, or the end of audio."""
+        if self.finished:
+            return None
+        if self._agreement.pending and self._pause_covered():
+            committed = self._finalize(now)
+            return self._update(committed, now)
+        if self.ended and not self.wants_decode():
+            committed = self._agreement.commit_pending(now)
+            self.finished = True
+            return self._update(committed, now, final=True)
+        return None
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _has_speech(self, start: float, end: float) -> bool:
+        return self._detector is None or self._detector.has_speech(max(start, 0.0), end)
+
+    def _pause(self) -> float | None:
+        """Where the current pause started, if speech has paused for at least `pause_s`."""
+        if self._detector is None:
+            return None
+        if self._detector.silence_at_end() < self.options.pause_s:
+            return None
+        return self._detector.last_speech_end()
+
+    def _pause_covered(self) -> bool:
+        pause = self._pause()
+        return pause is not None and self._processed_end >= pause + PAUSE_MARGIN_S
+
+    def _finalize_if_paused(self, now: float) -> list[CommittedWord]:
+        if self._agreement.pending and self._pause_covered():
+            return self._finalize(now)
+        return []
+
+    def _finalize(self, now: float) -> list[CommittedWord]:
+        pause = self._pause() or self._processed_end
+        committed = self._agreement.commit_pending(
+            now, until=pause + PAUSE_MARGIN_S, before_start=pause
+        )
+        committed += self._agreement.commit_pending(now)
+        self.stats.finalizations += 1
+        self._cut(max(pause, self._agreement.committed_end))
+        return committed
+
+    def _trim(self, now: float) -> list[CommittedWord]:
+        """Keep the buffer short: cut at sentence ends, and never let it pass the cap."""
+        committed: list[CommittedWord] = []
+        inside = [w for w in self._recent if w.end > self._buffer_start]
+        if self.buffer_s > self.options.trim_after_s:
+            # Whisper's segment ends are often mid-sentence: only cut there once the buffer is long.
+            long = self.buffer_s > (self.options.trim_after_s + self.options.max_buffer_s) / 2
+            ends = [w.end for w in inside if self._ends_sentence(w, segment_ends_too=long)]
+            if ends:
+                self._cut(self._gap_after(ends[-1]))
+        if self.buffer_s > self.options.max_buffer_s:
+            keep_from = self.received_end - self.options.max_buffer_s / 2
+            if self._agreement.committed_end < keep_from:
+                forced = self._agreement.commit_pending(now, until=keep_from)
+                self.stats.forced_commits += len(forced)
+                committed += forced
+            if self._agreement.committed_end > self._buffer_start:
+                self._cut(min(self._agreement.committed_end, keep_from))
+            else:
+                self._cut(keep_from)
+        return committed
+
+    def _gap_after(self, end: float) -> float:
+        """A cut point in the gap after a word: aligned word ends are often a little early."""
+        following = [w.start for w in self._heard if w.start >= end]
+        if following and following[0] - end < 1.0:
+            return (end + following[0]) / 2
+        return end
+
+    def _ends_sentence(self, word: CommittedWord, segment_ends_too: bool) -> bool:
+        if word.text.rstrip().endswith(SENTENCE_END):
+            return True
+        return segment_ends_too and word.end in self._segment_end_times
+
+    def _cut(self, time: float) -> None:
+        if time <= self._buffer_start:
+            return
+        drop = min(int(round((time - self._buffer_start) * SAMPLE_RATE)), len(self._audio))
+        self._audio = self._audio[drop:]
+        self._buffer_start += drop / SAMPLE_RATE
+        if self._detector is not None:
+            self._detector.forget_before(self._buffer_start - 1.0)
+        if self._agreement.pending and self._agreement.pending[0].word.start < self._buffer_start:
+            self._agreement.clear_pending()
+
+    def _skip_silence(self) -> None:
+        """Drop silence the engine never needs to hear (keeping a short pre-roll)."""
+        if self._agreement.pending or self._detector is None:
+            return
+        speech = self._detector.first_speech_after(self._buffer_start)
+        keep_from = (speech if speech is not None else self._detector.end) - self.options.preroll_s
+        if keep_from > self._buffer_start:
+            self._cut(keep_from)
+            self._processed_end = max(self._processed_end, self._buffer_start)
+
+    def _prompt(self) -> str:
+        before = [w for w in self._recent if w.end <= self._buffer_start + 0.05]
+        text = "".join(w.text for w in before).strip()
+        return text[-self.options.prompt_chars :]
+
+    def _learn_language(self, hypothesis: Hypothesis) -> None:
+        if self.language is not None or not hypothesis.words:
+            return
+        self._language_votes[hypothesis.language] += 1
+        best, votes = self._language_votes.most_common(1)[0]
+        if hypothesis.language_probability >= LANGUAGE_CONFIDENT or votes >= LANGUAGE_VOTES:
+            self.language = hypothesis.language if hypothesis.language_probability >= LANGUAGE_CONFIDENT else best
+            logger.info("stream %s: language %s", self.stream_id, self.language)
+
+    def _update(
+        self, committed: list[CommittedWord], now: float, final: bool = False
+    ) -> CaptionUpdate | None:
+        self._recent = (self._recent + committed)[-200:]
+        tentative = tuple(p.word for p in self._agreement.pending)
+        shown = (tuple(w.text for w in committed), tuple(w.text for w in tentative))
+        if not committed and shown == self._shown and not final:
+            return None
+        self._shown = shown
+        return CaptionUpdate(
+            stream_id=self.stream_id,
+            t_s=now,
+            committed=tuple(committed),
+            tentative=tentative,
+            language=self.language,
+            final=final,
+        )
