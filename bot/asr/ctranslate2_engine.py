@@ -122,6 +122,10 @@ class CTranslate2Engine:
                 words, segment_ends = (), ()
             elif self._needs_fallback(result):
                 words, segment_ends = _collapse_repetitions(words), ()
+            else:
+                collapsed = _collapse_repetitions(words, times=2, min_words=3)
+                if len(collapsed) < len(words):
+                    words, segment_ends = collapsed, ()
             hypotheses.append(
                 Hypothesis(
                     words=words,
@@ -181,7 +185,9 @@ class CTranslate2Engine:
             longest = max(len(a) for a in audios) + tail
             # Whole half-seconds: windows that differ by a few samples share a shape.
             half_second = SAMPLE_RATE // 2
-            total = min(math.ceil(longest / half_second) * half_second, int(MAX_WINDOW_S * SAMPLE_RATE))
+            total = min(
+                math.ceil(longest / half_second) * half_second, int(MAX_WINDOW_S * SAMPLE_RATE)
+            )
         batch = []
         for audio in audios:
             clipped = audio[: total - tail] if len(audio) > total - tail else audio
@@ -223,7 +229,9 @@ class CTranslate2Engine:
         """Previous-text prompts; CTranslate2 needs <|startoftranscript|> at one position in a
         batch, so every row keeps as many recent prompt tokens as the shortest row has."""
         previous = [
-            t.encode(" " + w.prompt.strip())[-self.options.max_prompt_tokens :] if w.prompt.strip() else []
+            t.encode(" " + w.prompt.strip())[-self.options.max_prompt_tokens :]
+            if w.prompt.strip()
+            else []
             for t, w in zip(tokenizers, windows)
         ]
         keep = min(len(p) for p in previous)
@@ -245,7 +253,9 @@ class CTranslate2Engine:
         results: list[_Decoded | None] = [None] * len(windows)
         pending = list(range(len(windows)))
         for temperature in self.options.temperatures:
-            rows = self._generate(encoder_output, pending, prompts, tokenizers, lengths, temperature)
+            rows = self._generate(
+                encoder_output, pending, prompts, tokenizers, lengths, temperature
+            )
             still_failing = []
             for row, decoded in zip(pending, rows):
                 best = results[row]
@@ -336,7 +346,9 @@ class CTranslate2Engine:
             tokenizer = tokenizers[rows[0]]
             text_tokens = [[t for t in decoded[r].tokens if t < tokenizer.eot] for r in rows]
             num_frames = [lengths[r] // hop for r in rows]
-            features = encoder_output if len(rows) == len(decoded) else _take_rows(encoder_output, rows)
+            features = (
+                encoder_output if len(rows) == len(decoded) else _take_rows(encoder_output, rows)
+            )
             alignments = self._model.align(
                 features, list(sot_sequence), text_tokens, num_frames, median_filter_width=7
             )
@@ -370,7 +382,13 @@ class CTranslate2Engine:
         ends = jump_times[boundaries[1:]]
         probs = alignment.text_token_probs
         raw = [
-            [word, list(tokens), float(start), float(end), float(np.mean(probs[i:j]) if j > i else 0)]
+            [
+                word,
+                list(tokens),
+                float(start),
+                float(end),
+                float(np.mean(probs[i:j]) if j > i else 0),
+            ]
             for word, tokens, start, end, i, j in zip(
                 words[:-1], word_tokens[:-1], starts, ends, boundaries[:-1], boundaries[1:]
             )
@@ -394,15 +412,25 @@ class CTranslate2Engine:
         return tuple(result), tuple(segment_ends)
 
 
-def _collapse_repetitions(words: tuple[Word, ...], times: int = 3) -> tuple[Word, ...]:
-    """Keep one copy of a word or phrase repeated `times` or more in a row (a decoding loop)."""
-    keys = [w.text.strip(" ,.").casefold() for w in words]
+def _collapse_repetitions(
+    words: tuple[Word, ...], times: int = 3, min_words: int = 1
+) -> tuple[Word, ...]:
+    """Keep one copy of a phrase of `min_words`+ words repeated `times`+ times in a row.
+
+    Whisper loops on short or ending windows ("And so my fellow Americans. And so my fellow
+    Americans."); people do repeat a word or two, hardly ever a whole phrase back to back.
+    """
+    keys = [w.text.strip(" ,.!?").casefold() for w in words]
     kept: list[int] = []
     i = 0
     while i < len(words):
-        for n in (1, 2, 3, 4):
+        for n in range(max(min_words, 1), 9):
+            if i + n * times > len(keys):
+                kept.append(i)
+                i += 1
+                break
             run = 1
-            while keys[i + run * n : i + (run + 1) * n] == keys[i : i + n] and i + (run + 1) * n <= len(keys):
+            while keys[i + run * n : i + (run + 1) * n] == keys[i : i + n]:
                 run += 1
             if run >= times:
                 kept.extend(range(i, i + n))
@@ -457,7 +485,11 @@ def _merge_punctuation(raw: list[list]) -> list[list]:
     previous = 0
     for j in range(1, len(items)):
         text = items[j][0]
-        if items[previous][0] and not items[previous][0].endswith(" ") and _only(text, APPEND_PUNCTUATION):
+        if (
+            items[previous][0]
+            and not items[previous][0].endswith(" ")
+            and _only(text, APPEND_PUNCTUATION)
+        ):
             items[previous][0] += text
             items[previous][1] += items[j][1]
             items[j][0], items[j][1] = "", []

@@ -7,14 +7,15 @@ from dataclasses import dataclass
 
 from bot.messages import CommittedWord, Word
 
-
 TAIL_WORDS = 40
 
 
 def normalized(text: str) -> str:
     """Word identity for agreement: case and punctuation do not make two words differ."""
     return "".join(
-        c for c in unicodedata.normalize("NFKC", text).casefold() if unicodedata.category(c)[0] not in "PZ"
+        c
+        for c in unicodedata.normalize("NFKC", text).casefold()
+        if unicodedata.category(c)[0] not in "PZ"
     )
 
 

@@ -26,6 +26,7 @@ SENTENCE_END = tuple(".?!。？！")
 LANGUAGE_CONFIDENT = 0.8
 LANGUAGE_VOTES = 3
 PAUSE_MARGIN_S = 0.2
+WORD_SPEECH_MARGIN_S = 0.1
 
 
 @dataclass
@@ -89,8 +90,12 @@ class OnlineStream:
         hard_limit = 28.0  # Whisper's window is 30 s; keep room for the silent tail
         if self.buffer_s > hard_limit:
             excess = self.buffer_s - hard_limit
-            logger.warning("stream %s: buffer over %.0f s, dropping %.1f s of audio",
-                           self.stream_id, hard_limit, excess)
+            logger.warning(
+                "stream %s: buffer over %.0f s, dropping %.1f s of audio",
+                self.stream_id,
+                hard_limit,
+                excess,
+            )
             self.stats.dropped_audio_s += excess
             self._cut(self.received_end - hard_limit)
 
@@ -103,7 +108,9 @@ class OnlineStream:
         """Is there speech the engine has not heard yet, enough to be worth an update?"""
         if self.finished or self.received_end <= self._processed_end:
             return False
-        if not self._has_speech(self._processed_end - 0.3, self.received_end):
+        if not self._has_speech(
+            max(self._processed_end - 0.3, self._buffer_start), self.received_end
+        ):
             return bool(self._agreement.pending) and not self._pause_covered()
         if self.ended:
             return True
@@ -135,6 +142,7 @@ class OnlineStream:
             for w in hypothesis.words
         ]
         self._segment_end_times = {words[i].end for i in hypothesis.segment_ends if i < len(words)}
+        words = self._heard_in_speech(words)
         self._heard = words
         committed = self._agreement.insert(words, window_start, now)
         committed += self._finalize_if_paused(now)
@@ -142,9 +150,13 @@ class OnlineStream:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s window %.2f-%.2f heard %r committed %r tentative %r buffer_start %.2f",
-                self.stream_id, window_start, window_end, "".join(w.text for w in words),
+                self.stream_id,
+                window_start,
+                window_end,
+                "".join(w.text for w in words),
                 "".join(w.text for w in committed),
-                "".join(p.word.text for p in self._agreement.pending), self._buffer_start,
+                "".join(p.word.text for p in self._agreement.pending),
+                self._buffer_start,
             )
         return self._update(committed, now)
 
@@ -162,6 +174,13 @@ class OnlineStream:
         return None
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _heard_in_speech(self, words: list[Word]) -> list[Word]:
+        """Drop words the VAD heard no speech under: Whisper's "Thank you." on silence or noise."""
+        if self._detector is None:
+            return words
+        margin = WORD_SPEECH_MARGIN_S
+        return [w for w in words if self._detector.has_speech(w.start - margin, w.end + margin)]
 
     def _has_speech(self, start: float, end: float) -> bool:
         return self._detector is None or self._detector.has_speech(max(start, 0.0), end)
@@ -190,7 +209,9 @@ class OnlineStream:
         )
         committed += self._agreement.commit_pending(now)
         self.stats.finalizations += 1
-        self._cut(max(pause, self._agreement.committed_end))
+        # The audio before the pause stays as context for what follows, unless it is long.
+        if self.buffer_s > self.options.trim_after_s:
+            self._cut(max(pause, self._agreement.committed_end))
         return committed
 
     def _trim(self, now: float) -> list[CommittedWord]:
@@ -259,7 +280,11 @@ class OnlineStream:
         self._language_votes[hypothesis.language] += 1
         best, votes = self._language_votes.most_common(1)[0]
         if hypothesis.language_probability >= LANGUAGE_CONFIDENT or votes >= LANGUAGE_VOTES:
-            self.language = hypothesis.language if hypothesis.language_probability >= LANGUAGE_CONFIDENT else best
+            self.language = (
+                hypothesis.language
+                if hypothesis.language_probability >= LANGUAGE_CONFIDENT
+                else best
+            )
             logger.info("stream %s: language %s", self.stream_id, self.language)
 
     def _update(

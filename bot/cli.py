@@ -1,0 +1,174 @@
+"""Command line: `captionbot transcribe`, `captionbot demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.errors import CaptionbotError, ConfigError
+
+logger = logging.getLogger("bot")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line naming it (no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see captionbot {self.prog.split()[-1]} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="captionbot", description="Real-time meeting captions with Whisper.")
+    parser.add_argument("--version", action="version", version=f"captionbot {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    transcribe = commands.add_parser(
+        "transcribe", help="stream audio files through the live captioning path"
+    )
+    transcribe.add_argument("files", nargs="*", help="audio or video files")
+    transcribe.add_argument("--audio-folder", type=Path, help="also every audio file in DIR")
+    transcribe.add_argument("--out", type=Path, required=True, help="folder for the transcripts")
+    _add_model_options(transcribe)
+    pace = transcribe.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=True,
+        help="play audio at real-time speed, computation counted, as live (default)",
+    )
+    pace.add_argument(
+        "--fast",
+        dest="realtime",
+        action="store_false",
+        help="feed audio as fast as the engine decodes; the stream clock is audio time",
+    )
+    transcribe.add_argument("--streams", type=int, default=1, help="files run concurrently (1)")
+    transcribe.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    demo = commands.add_parser(
+        "demo", help="caption the bundled speech sample live and write its transcripts"
+    )
+    demo.add_argument("--out", type=Path, default=Path("captions-out"), help="(captions-out)")
+    _add_model_options(demo)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML configuration (config.example.yaml)")
+    parser.add_argument("--model", help="base (default), tiny.en, a hub name, or a model folder")
+    parser.add_argument("--engine", choices=["auto", "ctranslate2", "jax"])
+    parser.add_argument("--task", choices=["transcribe", "translate"])
+    parser.add_argument("--language", help="auto (default) or a Whisper code such as en, de")
+    parser.add_argument("--cpu-threads", type=int, help="CTranslate2 threads (0: all cores)")
+    parser.add_argument("--beam-size", type=int, help="beam size of streaming updates (1)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except ConfigError as error:
+        print(f"captionbot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "transcribe":
+            return _transcribe(args)
+        return _demo(args)
+    except CaptionbotError as error:
+        print(f"captionbot: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("captionbot: interrupted; transcripts so far were written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faster_whisper").setLevel(max(level, logging.WARNING))
+
+
+def _config(args: argparse.Namespace):
+    from bot.config import load_config
+
+    return load_config(
+        args.config,
+        {
+            "engine.model": args.model,
+            "engine.name": args.engine,
+            "task": args.task,
+            "language": args.language,
+            "engine.cpu_threads": args.cpu_threads,
+            "engine.beam_size": args.beam_size,
+        },
+    )
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from bot.asr.factory import create_engine
+    from bot.console import ProgressBoard, print_summary
+    from bot.transcribe import TranscriptionJob, collect_inputs
+
+    if args.streams < 1:
+        raise ConfigError(f"--streams must be at least 1 (got {args.streams})")
+    config = _config(args)
+    paths = collect_inputs(args.files, args.audio_folder)
+    if not paths:
+        raise ConfigError("no input files: name audio files or use --audio-folder DIR")
+    _check_out_dir(args.out)
+    engine = create_engine(config.engine)
+    board = ProgressBoard(enabled=not args.no_progress)
+    job = TranscriptionJob(
+        engine,
+        config,
+        args.out,
+        realtime=args.realtime,
+        streams=args.streams,
+        on_update=board.update,
+        on_progress=board.progress,
+    )
+    board.start(paths)
+    try:
+        results = job.run(paths)
+    finally:
+        board.close()
+    print_summary(results, realtime=args.realtime)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.asr.factory import create_engine
+    from bot.audio.samples import bundled_sample
+    from bot.console import LiveCaptions, print_summary
+    from bot.transcribe import TranscriptionJob
+
+    config = _config(args)
+    _check_out_dir(args.out)
+    sample = bundled_sample()
+    print(f"captionbot demo: captioning {sample.name} live (model {config.engine.model})")
+    engine = create_engine(config.engine)
+    live = LiveCaptions()
+    job = TranscriptionJob(engine, config, args.out, realtime=True, on_update=live.update)
+    try:
+        results = job.run([sample])
+    finally:
+        live.close()
+    print_summary(results, realtime=True)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create --out folder {out}: {error.strerror}") from None

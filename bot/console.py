@@ -1,0 +1,132 @@
+"""What the terminal shows: progress bars, live captions, and the summary table."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+from bot.audio.decode import audio_duration
+from bot.errors import AudioInputError
+from bot.messages import CaptionUpdate, join_words
+from bot.transcribe import FileResult, unique_stems
+
+DIM, RESET = "\033[2m", "\033[0m"
+
+
+class ProgressBoard:
+    """One progress bar per file (seconds of audio delivered), on stderr."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self._enabled = enabled
+        self._bars: dict[str, tqdm] = {}
+
+    def start(self, paths: list[Path]) -> None:
+        if not self._enabled:
+            return
+        for position, (path, stem) in enumerate(zip(paths, unique_stems(paths))):
+            try:
+                total = round(audio_duration(path), 1)
+            except AudioInputError:
+                continue
+            self._bars[stem] = tqdm(
+                total=total,
+                desc=stem[:28],
+                unit="s",
+                position=position,
+                leave=True,
+                bar_format="{desc:<28} {bar} {n:.0f}/{total:.0f} s {postfix}",
+                file=sys.stderr,
+            )
+
+    def progress(self, stream_id: str, seconds: float) -> None:
+        bar = self._bars.get(stream_id)
+        if bar is not None and seconds > bar.n:
+            bar.update(min(seconds, bar.total) - bar.n)
+
+    def update(self, update: CaptionUpdate) -> None:
+        bar = self._bars.get(update.stream_id)
+        if bar is not None and update.committed:
+            bar.set_postfix_str(join_words(update.committed)[-40:], refresh=False)
+        if bar is not None and update.final:
+            bar.update(bar.total - bar.n)
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+class LiveCaptions:
+    """Captions as a viewer sees them: committed text, then the tentative tail dimmed.
+
+    On a terminal the current line is redrawn in place; elsewhere each committed sentence is
+    printed once, so logs and pipes get clean text.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._out = stream or sys.stdout
+        self._tty = self._out.isatty()
+        self._line = ""
+
+    def update(self, update: CaptionUpdate) -> None:
+        self._line += "".join(w.text for w in update.committed)
+        tentative = join_words(update.tentative)
+        if self._tty:
+            width = shutil.get_terminal_size().columns - 1
+            visible = self._line.strip()
+            room = max(width - len(tentative) - 1, 10)
+            shown = visible[-room:]
+            self._out.write(f"\r\033[K{shown} {DIM}{tentative[: width - len(shown) - 1]}{RESET}")
+        if self._line.rstrip().endswith((".", "?", "!")) or update.final:
+            if self._line.strip():
+                self._out.write(("\r\033[K" if self._tty else "") + self._line.strip() + "\n")
+            self._line = ""
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._line.strip():
+            self._out.write(("\r\033[K" if self._tty else "") + self._line.strip() + "\n")
+            self._line = ""
+        self._out.flush()
+
+
+def print_summary(results: list[FileResult], realtime: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    header = ("file", "audio s", "words", "commit p50", "p90", "first-seen p50", "RTF", "status")
+    rows = []
+    for result in results:
+        if result.transcript is None:
+            rows.append((result.stem, "-", "-", "-", "-", "-", "-", f"FAILED: {result.error}"))
+            continue
+        t = result.transcript
+        commit, seen = t.extra["commit_latency_s"], t.extra["first_seen_latency_s"]
+        rtf = t.extra["decode_s"] / t.duration_s if t.duration_s else 0.0
+        rows.append(
+            (
+                result.stem,
+                f"{t.duration_s:.1f}",
+                str(len(t.words)),
+                _seconds(commit["p50"]),
+                _seconds(commit["p90"]),
+                _seconds(seen["p50"]),
+                f"{rtf:.2f}",
+                "ok" if result.ok else str(result.error),
+            )
+        )
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    mode = "real time, computation counted" if realtime else "fast, stream clock = audio time"
+    print(f"\nSummary ({mode}; latency = seconds after the word was spoken):", file=out)
+    for row in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
+    failed = sum(not r.ok for r in results)
+    if results and results[0].outputs:
+        print(f"Transcripts in {results[0].outputs['json'].parent}", file=out)
+    if failed:
+        print(f"{failed} of {len(results)} file(s) failed", file=out)
+
+
+def _seconds(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"

@@ -1,0 +1,1 @@
+"""Evaluation: WER, latency and speed of the streaming system."""

@@ -1,0 +1,191 @@
+"""`captionbot transcribe`: stream recordings through the live captioning path, write transcripts.
+
+Each file goes through exactly what live audio goes through (streaming policy, VAD, batched
+worker); `realtime` paces it at speech speed with computation counted, `fast` feeds it as fast
+as the engine decodes. Up to `streams` files run at once through one worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bot.asr.engine import Engine
+from bot.audio.decode import load_audio
+from bot.config import Config
+from bot.errors import AudioInputError
+from bot.eval.latency import commit_latencies, first_seen_latencies, latency_over_time, summarize
+from bot.messages import SAMPLE_RATE, CaptionUpdate
+from bot.outputs.transcript import Transcript, TranscriptRecorder
+from bot.outputs.writers import write_all
+from bot.streaming.feeding import Recording, run_fast, run_realtime
+from bot.streaming.transcriber import StreamingTranscriber
+
+logger = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".mp3",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".webm",
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".aiff",
+    ".aif",
+}
+
+
+@dataclass
+class FileResult:
+    path: Path
+    stem: str
+    error: str | None = None
+    transcript: Transcript | None = None
+    outputs: dict[str, Path] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def collect_inputs(files: list[str], audio_folder: Path | None) -> list[Path]:
+    """The files named, then the audio files of a folder (sorted); duplicates once."""
+    paths = [Path(f) for f in files]
+    if audio_folder is not None:
+        if not audio_folder.is_dir():
+            raise AudioInputError(f"--audio-folder {audio_folder} is not a directory")
+        paths += sorted(p for p in audio_folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+    unique: list[Path] = []
+    for path in paths:
+        if path not in unique:
+            unique.append(path)
+    return unique
+
+
+def unique_stems(paths: list[Path]) -> list[str]:
+    """Output names per input; two inputs with one stem get `-2`, `-3`... so none is overwritten."""
+    seen: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        count = seen.get(path.stem, 0) + 1
+        seen[path.stem] = count
+        stems.append(path.stem if count == 1 else f"{path.stem}-{count}")
+    return stems
+
+
+class TranscriptionJob:
+    """Runs files through one `StreamingTranscriber` and writes each transcript when it ends."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: Config,
+        out_dir: Path,
+        realtime: bool = True,
+        streams: int = 1,
+        on_update: Callable[[CaptionUpdate], None] | None = None,
+        on_progress: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.out_dir = out_dir
+        self.realtime = realtime
+        self.streams = max(1, streams)
+        self._on_update = on_update
+        self._on_progress = on_progress
+
+    def run(self, paths: list[Path]) -> list[FileResult]:
+        results = [FileResult(path, stem) for path, stem in zip(paths, unique_stems(paths))]
+        loaded: list[tuple[FileResult, np.ndarray]] = []
+        for result in results:
+            try:
+                loaded.append((result, load_audio(result.path)))
+            except AudioInputError as error:
+                result.error = str(error)
+                logger.error("%s", error)
+        for start in range(0, len(loaded), self.streams):
+            self._run_group(loaded[start : start + self.streams])
+        return results
+
+    def _run_group(self, group: list[tuple[FileResult, np.ndarray]]) -> None:
+        transcriber = StreamingTranscriber(
+            self.engine, self.config.streaming.options(), clock="wall" if self.realtime else "audio"
+        )
+        recorders: dict[str, TranscriptRecorder] = {}
+        by_stream: dict[str, FileResult] = {}
+        recordings = []
+        for result, audio in group:
+            stream_id = result.stem
+            by_stream[stream_id] = result
+            recorders[stream_id] = TranscriptRecorder(
+                stream_id=stream_id,
+                audio=str(result.path),
+                duration_s=len(audio) / SAMPLE_RATE,
+                model=self.engine.info.model,
+                engine=self.engine.info.name,
+                task=self.config.task,
+                language=self.config.language_or_none,
+            )
+            recordings.append(
+                Recording(stream_id, audio, self.config.task, self.config.language_or_none)
+            )
+
+        started = time.monotonic()
+
+        def handle(update: CaptionUpdate) -> None:
+            recorders[update.stream_id].add(update)
+            if self._on_update:
+                self._on_update(update)
+            if update.final:
+                result = by_stream[update.stream_id]
+                result.wall_s = time.monotonic() - started
+                self._finish(result, recorders[update.stream_id], transcriber)
+
+        run = run_realtime if self.realtime else run_fast
+        try:
+            run(transcriber, recordings, handle, self._on_progress)
+        except KeyboardInterrupt:
+            for stream_id, result in by_stream.items():
+                if result.transcript is None:
+                    result.error = "interrupted: partial transcript written"
+                    result.wall_s = time.monotonic() - started
+                    self._finish(result, recorders[stream_id], transcriber)
+            raise
+
+    def _finish(
+        self, result: FileResult, recorder: TranscriptRecorder, transcriber: StreamingTranscriber
+    ) -> None:
+        transcript = recorder.transcript
+        stats = transcriber.stats(result.stem)
+        commit = commit_latencies(transcript.words)
+        first_seen = first_seen_latencies(transcript.words)
+        transcript.extra.update(
+            {
+                "mode": "realtime" if self.realtime else "fast",
+                "engine_details": dict(self.engine.info.details),
+                "commit_latency_s": summarize(transcript.words, commit).as_dict(),
+                "first_seen_latency_s": summarize(transcript.words, first_seen).as_dict(),
+                "commit_latency_per_minute": latency_over_time(transcript.words, commit),
+                "updates": stats.updates,
+                "decode_s": round(stats.decode_s, 3),
+                "finalizations": stats.finalizations,
+                "forced_commits": stats.forced_commits,
+                "dropped_audio_s": round(stats.dropped_audio_s, 3),
+                "max_buffer_s": round(stats.max_buffer_s, 3),
+                "wall_s": round(result.wall_s, 3),
+            }
+        )
+        result.transcript = transcript
+        result.outputs = write_all(transcript, self.out_dir, result.stem)

@@ -1,0 +1,69 @@
+"""Shared fixtures: the real speech data in ../shared/data and engines loaded once per session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+SKIP_NO_DATA = (
+    f"real speech data not found at {DATA_DIR} (the ../shared/data folder beside the repo)"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (DATA_DIR / "manifest.jsonl").is_file():
+        pytest.skip(SKIP_NO_DATA)
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def manifest(shared_data: Path) -> dict[str, dict]:
+    rows = [
+        json.loads(line)
+        for line in (shared_data / "manifest.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return {row["id"]: row for row in rows}
+
+
+@pytest.fixture(scope="session")
+def load_item(shared_data: Path, manifest: dict[str, dict]):
+    """Audio (16 kHz float32) and manifest row of an item, by id."""
+    from bot.audio.decode import load_audio
+
+    def load(item_id: str) -> tuple[np.ndarray, dict]:
+        row = manifest[item_id]
+        return load_audio(shared_data / row["audio"]), row
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def tiny_engine():
+    """English-only Whisper tiny (fast): for tests that only need *a* model."""
+    from bot.asr.factory import create_engine
+    from bot.config import EngineConfig
+
+    return create_engine(EngineConfig(model="tiny.en", name="ctranslate2"))
+
+
+@pytest.fixture(scope="session")
+def base_engine():
+    """Multilingual Whisper base: for tests where quality or translation matters."""
+    from bot.asr.factory import create_engine
+    from bot.config import EngineConfig
+
+    return create_engine(EngineConfig(model="base", name="ctranslate2"))
+
+
+def english_wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    normalize = EnglishTextNormalizer()
+    return jiwer.wer(normalize(reference), normalize(hypothesis))

@@ -1,0 +1,98 @@
+"""LocalAgreement-2: what gets committed, when, and what never changes."""
+
+from bot.messages import Word
+from bot.streaming.agreement import LocalAgreement, normalized
+
+
+def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
+    return [
+        Word(" " + w, start + i * step, start + i * step + step * 0.8)
+        for i, w in enumerate(text.split())
+    ]
+
+
+def texts(committed) -> str:
+    return "".join(w.text for w in committed).strip()
+
+
+def test_first_hypothesis_commits_nothing():
+    agreement = LocalAgreement()
+    assert agreement.insert(words("the quick brown"), 0.0, now=1.0) == []
+    assert [p.word.text.strip() for p in agreement.pending] == ["the", "quick", "brown"]
+
+
+def test_commits_longest_common_prefix_of_two_hypotheses():
+    agreement = LocalAgreement()
+    agreement.insert(words("the quick brown"), 0.0, now=1.0)
+    committed = agreement.insert(words("the quick brawn fox"), 0.0, now=2.0)
+    assert texts(committed) == "the quick"
+    assert [p.word.text.strip() for p in agreement.pending] == ["brawn", "fox"]
+    assert all(w.emitted_s == 2.0 for w in committed)
+
+
+def test_case_and_punctuation_do_not_block_agreement_and_newest_form_is_committed():
+    agreement = LocalAgreement()
+    agreement.insert(words("hello world"), 0.0, now=1.0)
+    committed = agreement.insert(words("Hello, world."), 0.0, now=2.0)
+    assert texts(committed) == "Hello, world."
+    assert normalized(" Hello,") == normalized("hello")
+
+
+def test_first_seen_is_when_the_final_form_first_appeared():
+    agreement = LocalAgreement()
+    agreement.insert(words("the quick"), 0.0, now=1.0)
+    agreement.insert(words("the Quick brown"), 0.0, now=2.0)  # commits "the", "Quick"
+    committed = agreement.insert(words("the Quick brown fox"), 0.0, now=3.0)
+    assert texts(committed) == "brown"
+    assert committed[0].first_seen_s == 2.0
+    agreement2 = LocalAgreement()
+    agreement2.insert(words("the quick"), 0.0, now=1.0)
+    first = agreement2.insert(words("The quick"), 0.0, now=2.0)
+    assert [w.first_seen_s for w in first] == [2.0, 1.0]  # "The" changed form at 2.0
+
+
+def test_rehearing_committed_words_inside_the_window_does_not_duplicate_them():
+    agreement = LocalAgreement()
+    agreement.insert(words("one two three four"), 0.0, now=1.0)
+    agreement.insert(words("one two three four five"), 0.0, now=2.0)  # commits one..four
+    # The buffer still holds the committed audio; word times jitter between passes.
+    rehear = [
+        Word(w.text, w.start + 0.15, w.end + 0.15) for w in words("one two three four five six")
+    ]
+    committed = agreement.insert(rehear, 0.0, now=3.0)
+    assert texts(committed) == "five"
+    later = agreement.insert(words("one two three four five six seven"), 0.0, now=4.0)
+    assert texts(later) == "six"
+
+
+def test_repeated_last_words_after_a_cut_are_dropped():
+    agreement = LocalAgreement()
+    agreement.insert(words("it was the best"), 0.0, now=1.0)
+    agreement.insert(words("it was the best of"), 0.0, now=2.0)  # commits "it was the best"
+    # Buffer cut at 1.9 s: the next window starts there but the model repeats "the best".
+    heard = words("the best of times", start=1.85, step=0.4)
+    committed = agreement.insert(heard, 1.9, now=3.0)
+    assert texts(committed) == "of"
+    assert [p.word.text.strip() for p in agreement.pending] == ["times"]
+
+
+def test_commit_pending_commits_words_up_to_a_time_and_drops_words_after_speech():
+    agreement = LocalAgreement()
+    agreement.insert(words("see you soon bye"), 0.0, now=1.0)
+    committed = agreement.commit_pending(now=2.0, until=1.0, before_start=1.2)
+    assert texts(committed) == "see you"
+    assert [p.word.text.strip() for p in agreement.pending] == ["soon"]
+    rest = agreement.commit_pending(now=2.5)
+    assert texts(rest) == "soon"
+    assert agreement.pending == []
+
+
+def test_committed_words_are_never_revised():
+    agreement = LocalAgreement()
+    history = []
+    hypotheses = ["a b c", "a b d", "a b d e", "a x d e f", "a b d e f g"]
+    for now, text in enumerate(hypotheses, start=1):
+        history += agreement.insert(words(text), 0.0, now=float(now))
+    # "x" flickered once in a tentative position; "f" was in two hypotheses in a row.
+    assert texts(history).split() == ["a", "b", "d", "e", "f"]
+    assert [w.emitted_s for w in history] == sorted(w.emitted_s for w in history)

@@ -1,0 +1,199 @@
+"""The streaming core on real speech: quality, the caption invariants, silence, many streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import english_wer
+
+from bot.messages import SAMPLE_RATE, CaptionUpdate
+from bot.outputs.transcript import Transcript, TranscriptRecorder
+from bot.streaming.feeding import Recording, run_fast, run_realtime
+from bot.streaming.options import StreamingOptions
+from bot.streaming.transcriber import StreamingTranscriber
+
+SHORT_ENGLISH = [
+    "ljspeech_LJ001-0100",
+    "ljspeech_LJ001-0101",
+    "ljspeech_LJ001-0105",
+    "fw_jfk",
+    "lhotse_librispeech_2412-153948-0000",
+    "fleurs_en_000",
+]
+
+
+def stream(
+    engine,
+    recordings: list[Recording],
+    realtime: bool = False,
+    options: StreamingOptions | None = None,
+) -> tuple[dict[str, Transcript], list[CaptionUpdate], StreamingTranscriber]:
+    transcriber = StreamingTranscriber(engine, options, clock="wall" if realtime else "audio")
+    recorders = {
+        r.stream_id: TranscriptRecorder(
+            r.stream_id,
+            r.stream_id,
+            len(r.audio) / SAMPLE_RATE,
+            engine.info.model,
+            engine.info.name,
+            r.task,
+        )
+        for r in recordings
+    }
+    updates: list[CaptionUpdate] = []
+
+    def on_update(update: CaptionUpdate) -> None:
+        updates.append(update)
+        recorders[update.stream_id].add(update)
+
+    (run_realtime if realtime else run_fast)(transcriber, recordings, on_update)
+    return {k: r.transcript for k, r in recorders.items()}, updates, transcriber
+
+
+def long_form_excerpt(load_item, item_id: str, seconds: float) -> tuple[np.ndarray, str]:
+    """The first utterances of a long-form file, cut in the silence before the next one."""
+    audio, row = load_item(item_id)
+    segments = row["segments"]
+    kept = [s for s in segments if s["start_s"] < seconds]
+    cut = segments[len(kept)]["start_s"] if len(kept) < len(segments) else len(audio) / SAMPLE_RATE
+    return audio[: int(cut * SAMPLE_RATE)], " ".join(s["text"] for s in kept)
+
+
+@pytest.fixture(scope="module")
+def short_english(base_engine, load_item):
+    items = {item: load_item(item) for item in SHORT_ENGLISH}
+    recordings = [Recording(item, audio, "transcribe", "en") for item, (audio, _) in items.items()]
+    transcripts, updates, _ = stream(base_engine, recordings)
+    offline = {
+        item: base_engine.transcribe_offline(audio, "transcribe", "en").text
+        for item, (audio, _) in items.items()
+    }
+    references = {item: row["text"] for item, (_, row) in items.items()}
+    return transcripts, updates, offline, references
+
+
+@pytest.fixture(scope="module")
+def long_form(base_engine, load_item):
+    audio, reference = long_form_excerpt(load_item, "ljspeech_LJ001-0140_0186_long", 75.0)
+    transcripts, updates, transcriber = stream(
+        base_engine, [Recording("long", audio, "transcribe", "en")]
+    )
+    offline = base_engine.transcribe_offline(audio, "transcribe", "en").text
+    return transcripts["long"], updates, offline, reference, transcriber
+
+
+def pooled_wer(references: dict[str, str], hypotheses: dict[str, str]) -> float:
+    keys = sorted(references)
+    return english_wer(" ".join(references[k] for k in keys), " ".join(hypotheses[k] for k in keys))
+
+
+def test_short_english_items_are_as_accurate_as_offline_transcription(short_english):
+    transcripts, _, offline, references = short_english
+    streaming_wer = pooled_wer(references, {k: t.text for k, t in transcripts.items()})
+    offline_wer = pooled_wer(references, offline)
+    assert streaming_wer <= offline_wer + 0.02, (streaming_wer, offline_wer)
+    assert streaming_wer < 0.10
+
+
+def test_long_form_streaming_is_within_two_points_of_offline(long_form):
+    transcript, _, offline, reference, transcriber = long_form
+    streaming_wer = english_wer(reference, transcript.text)
+    offline_wer = english_wer(reference, offline)
+    assert streaming_wer <= offline_wer + 0.02, (streaming_wer, offline_wer)
+    stats = transcriber.stats("long")
+    assert stats.max_buffer_s <= StreamingOptions().max_buffer_s + 1.5
+    assert stats.dropped_audio_s == 0
+
+
+@pytest.mark.parametrize("fixture", ["short_english", "long_form"])
+def test_committed_text_only_grows_and_tentative_text_follows_it(fixture, request):
+    updates: list[CaptionUpdate] = request.getfixturevalue(fixture)[1]
+    shown: dict[str, str] = {}
+    for update in updates:
+        committed = shown.get(update.stream_id, "") + "".join(w.text for w in update.committed)
+        # The viewer's state is the committed text with the tentative tail after it.
+        screen = committed + "".join(w.text for w in update.tentative)
+        assert screen.startswith(shown.get(update.stream_id, ""))
+        shown[update.stream_id] = committed
+    assert all(update.final for update in updates if update is updates[-1])
+
+
+@pytest.mark.parametrize("fixture", ["short_english", "long_form"])
+def test_words_are_committed_after_they_are_spoken_and_seen_before_they_are_committed(
+    fixture, request
+):
+    value = request.getfixturevalue(fixture)[0]
+    transcripts = value.values() if isinstance(value, dict) else [value]
+    for transcript in transcripts:
+        assert transcript.words
+        for word in transcript.words:
+            assert word.emitted_s >= word.end, word
+            assert word.first_seen_s <= word.emitted_s, word
+            assert word.start <= word.end
+        starts = [w.start for w in transcript.words]
+        assert starts == sorted(starts) or np.all(np.diff(starts) > -0.5)
+
+
+def test_caption_states_recorded_match_the_final_text(long_form):
+    transcript = long_form[0]
+    assert transcript.updates[-1].committed == transcript.text
+    assert transcript.updates[-1].tentative == ""
+    committed = [state.committed for state in transcript.updates]
+    assert all(b.startswith(a) for a, b in zip(committed, committed[1:]))
+
+
+def test_silence_and_noise_produce_no_words(base_engine):
+    rng = np.random.default_rng(0)
+    silence = np.zeros(6 * SAMPLE_RATE, dtype=np.float32)
+    noise = (rng.standard_normal(6 * SAMPLE_RATE) * 0.003).astype(np.float32)
+    hum = (0.05 * np.sin(2 * np.pi * 50 * np.arange(6 * SAMPLE_RATE) / SAMPLE_RATE)).astype(
+        np.float32
+    )
+    recordings = [
+        Recording(name, audio)
+        for name, audio in [("silence", silence), ("noise", noise), ("hum", hum)]
+    ]
+    transcripts, _, transcriber = stream(base_engine, recordings)
+    for name, transcript in transcripts.items():
+        assert transcript.words == [], (name, transcript.text)
+        assert transcriber.stats(name).updates == 0  # the engine never ran on non-speech
+
+
+def test_a_pause_finalizes_pending_words_without_waiting_for_more_speech(base_engine, load_item):
+    audio, row = load_item("ljspeech_LJ001-0101")
+    pause = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    transcripts, updates, transcriber = stream(
+        base_engine, [Recording("pause", np.concatenate([audio, pause, audio]), "transcribe", "en")]
+    )
+    speech_end = len(audio) / SAMPLE_RATE
+    before_second = [u for u in updates if u.t_s < speech_end + 2.0]
+    committed_early = "".join(w.text for u in before_second for w in u.committed)
+    assert english_wer(row["text"], committed_early) < 0.15
+    assert transcriber.stats("pause").finalizations >= 1
+
+
+def test_streams_decoded_together_keep_their_own_text(tiny_engine, load_item):
+    items = ["ljspeech_LJ001-0102", "fw_jfk", "fleurs_en_003"]
+    loaded = {item: load_item(item) for item in items}
+    recordings = [Recording(item, audio, "transcribe", "en") for item, (audio, _) in loaded.items()]
+    together, _, transcriber = stream(tiny_engine, recordings)
+    for item, (_, row) in loaded.items():
+        assert english_wer(row["text"], together[item].text) < 0.3, (item, together[item].text)
+    assert transcriber.rounds < sum(transcriber.stats(i).updates for i in items)  # really batched
+
+
+def test_live_pacing_keeps_latency_bounded_when_several_streams_share_the_cpu(
+    base_engine, load_item
+):
+    """Three live streams on one worker: rounds cover more audio, the buffer stays capped,
+    no audio is dropped and every word still arrives a few seconds after it was spoken."""
+    audio, reference = long_form_excerpt(load_item, "ljspeech_LJ001-0001_0045_long", 20.0)
+    recordings = [Recording(f"s{i}", audio, "transcribe", "en") for i in range(3)]
+    transcripts, _, transcriber = stream(base_engine, recordings, realtime=True)
+    for stream_id, transcript in transcripts.items():
+        stats = transcriber.stats(stream_id)
+        assert stats.dropped_audio_s == 0
+        assert stats.max_buffer_s <= StreamingOptions().max_buffer_s + 3
+        assert english_wer(reference, transcript.text) < 0.15
+        latencies = [w.emitted_s - w.end for w in transcript.words]
+        assert max(latencies) < 10.0, max(latencies)
