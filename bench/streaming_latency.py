@@ -27,21 +27,36 @@ def _streaming_run(item: dict, audio_path: str, args: dict, queue: multiprocessi
     from bot.asr.factory import create_engine
     from bot.audio.decode import load_audio
     from bot.config import load_config
-    from bot.eval.latency import commit_latencies, first_seen_latencies, latency_over_time, summarize
+    from bot.eval.latency import (
+        commit_latencies,
+        first_seen_latencies,
+        latency_over_time,
+        summarize,
+    )
     from bot.messages import SAMPLE_RATE
     from bot.outputs.transcript import TranscriptRecorder
     from bot.streaming.feeding import Recording, run_fast, run_realtime
     from bot.streaming.transcriber import StreamingTranscriber
 
-    config = load_config(args["config"], {"engine.model": args["model"],
-                                          "engine.audio_context": args["audio_context"]})
+    config = load_config(
+        args["config"],
+        {"engine.model": args["model"], "engine.audio_context": args["audio_context"]},
+    )
     engine = create_engine(config.engine)
     audio = load_audio(audio_path)
     realtime = args["mode"] == "realtime"
-    transcriber = StreamingTranscriber(engine, config.streaming.options(),
-                                       clock="wall" if realtime else "audio")
-    recorder = TranscriptRecorder("s", item["id"], len(audio) / SAMPLE_RATE, engine.info.model,
-                                  engine.info.name, "transcribe", item["language"])
+    transcriber = StreamingTranscriber(
+        engine, config.streaming.options(), clock="wall" if realtime else "audio"
+    )
+    recorder = TranscriptRecorder(
+        "s",
+        item["id"],
+        len(audio) / SAMPLE_RATE,
+        engine.info.model,
+        engine.info.name,
+        "transcribe",
+        item["language"],
+    )
     started = time.perf_counter()
     (run_realtime if realtime else run_fast)(
         transcriber, [Recording("s", audio, "transcribe", item["language"])], recorder.add
@@ -49,17 +64,19 @@ def _streaming_run(item: dict, audio_path: str, args: dict, queue: multiprocessi
     wall = time.perf_counter() - started
     words = recorder.transcript.words
     commit = commit_latencies(words)
-    queue.put({
-        "text": recorder.transcript.text,
-        "commit": summarize(words, commit).as_dict(),
-        "first_seen": summarize(words, first_seen_latencies(words)).as_dict(),
-        "per_minute": latency_over_time(words, commit),
-        "decode_s": transcriber.decode_s,
-        "rounds": transcriber.rounds,
-        "wall_s": wall,
-        "stats": transcriber.stats("s").__dict__,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
+    queue.put(
+        {
+            "text": recorder.transcript.text,
+            "commit": summarize(words, commit).as_dict(),
+            "first_seen": summarize(words, first_seen_latencies(words)).as_dict(),
+            "per_minute": latency_over_time(words, commit),
+            "decode_s": transcriber.decode_s,
+            "rounds": transcriber.rounds,
+            "wall_s": wall,
+            "stats": transcriber.stats("s").__dict__,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _offline_run(item: dict, audio_path: str, args: dict, queue: multiprocessing.Queue) -> None:
@@ -73,12 +90,14 @@ def _offline_run(item: dict, audio_path: str, args: dict, queue: multiprocessing
     started = time.perf_counter()
     result = engine.transcribe_offline(audio, "transcribe", item["language"], beam_size=5)
     wall = time.perf_counter() - started
-    queue.put({
-        "text": result.text,
-        "decode_s": wall,
-        "wall_s": wall,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    })
+    queue.put(
+        {
+            "text": result.text,
+            "decode_s": wall,
+            "wall_s": wall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+    )
 
 
 def _in_fresh_process(target, *args) -> dict:
@@ -113,8 +132,12 @@ def main() -> int:
     for line in (DATA_DIR / "manifest.jsonl").read_text().splitlines():
         row = json.loads(line)
         manifest[row["id"]] = row
-    settings = {"model": args.model, "mode": args.mode, "audio_context": args.audio_context,
-                "config": args.config}
+    settings = {
+        "model": args.model,
+        "mode": args.mode,
+        "audio_context": args.audio_context,
+        "config": args.config,
+    }
     rows, results = [], {}
     for item_id in args.items:
         item = manifest[item_id]
@@ -135,29 +158,59 @@ def main() -> int:
         for name, result in systems:
             commit = result.get("commit", {})
             seen = result.get("first_seen", {})
-            rows.append([
-                item_id, name, f"{100 * result['wer']:.2f}",
-                _s(commit.get("p50")), _s(commit.get("p90")), _s(commit.get("max")),
-                _s(commit.get("first_minute_p50")), _s(commit.get("last_minute_p50")),
-                _s(seen.get("p50")), _s(seen.get("p90")),
-                f"{result['decode_s'] / item['duration_s']:.3f}", f"{result['peak_rss_mb']:.0f}",
-            ])
-    header = ["item", "system", "WER %", "commit p50", "p90", "max", "1st min p50",
-              "last min p50", "seen p50", "seen p90", "RTF", "peak RSS MB"]
-    print(f"\nmodel {args.model}, audio context {args.audio_context}; latency in seconds after "
-          "the word ended; RTF = compute seconds per audio second")
+            rows.append(
+                [
+                    item_id,
+                    name,
+                    f"{100 * result['wer']:.2f}",
+                    _s(commit.get("p50")),
+                    _s(commit.get("p90")),
+                    _s(commit.get("max")),
+                    _s(commit.get("first_minute_p50")),
+                    _s(commit.get("last_minute_p50")),
+                    _s(seen.get("p50")),
+                    _s(seen.get("p90")),
+                    f"{result['decode_s'] / item['duration_s']:.3f}",
+                    f"{result['peak_rss_mb']:.0f}",
+                ]
+            )
+    header = [
+        "item",
+        "system",
+        "WER %",
+        "commit p50",
+        "p90",
+        "max",
+        "1st min p50",
+        "last min p50",
+        "seen p50",
+        "seen p90",
+        "RTF",
+        "peak RSS MB",
+    ]
+    print(
+        f"\nmodel {args.model}, audio context {args.audio_context}; latency in seconds after "
+        "the word ended; RTF = compute seconds per audio second"
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
     for item_id, result in results.items():
-        trend = ", ".join(f"{start / 60:.0f}:{median:.2f}" for start, median, _ in
-                          result["streaming"]["per_minute"])
+        trend = ", ".join(
+            f"{start / 60:.0f}:{median:.2f}"
+            for start, median, _ in result["streaming"]["per_minute"]
+        )
         print(f"{item_id}: commit latency median by minute (min:s) {trend}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {**settings, "config": str(args.config)},
-                                         "results": results}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {"settings": {**settings, "config": str(args.config)}, "results": results},
+                indent=1,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -82,6 +82,7 @@ class CTranslate2Engine:
             raise ModelNotAvailableError(
                 f"cannot load model '{model_name}' from {model_path}: {first_line}"
             ) from error
+        self.model_path = Path(model_path)
         self._model: ctranslate2.models.Whisper = self._whisper.model
         self._features = self._whisper.feature_extractor
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}

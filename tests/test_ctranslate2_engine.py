@@ -1,0 +1,151 @@
+"""The CTranslate2 engine: batched windows, trimmed context, word times, tasks and languages."""
+
+import numpy as np
+import pytest
+from conftest import english_wer
+
+from bot.asr.ctranslate2_engine import CTranslate2Engine, DecodeOptions, _collapse_repetitions
+from bot.asr.engine import Window
+from bot.errors import ConfigError
+from bot.messages import SAMPLE_RATE, Word
+
+
+def text(hypothesis) -> str:
+    return "".join(w.text for w in hypothesis.words).strip()
+
+
+def test_a_batch_of_windows_gives_the_same_words_as_one_window_at_a_time(tiny_engine, load_item):
+    windows = [
+        Window(load_item(item)[0][: 8 * SAMPLE_RATE], "transcribe", "en")
+        for item in ["ljspeech_LJ001-0100", "fw_jfk", "fleurs_en_003"]
+    ]
+    one_by_one = [text(tiny_engine.transcribe([w])[0]) for w in windows]
+    together = [text(h) for h in tiny_engine.transcribe(windows)]
+    assert together == one_by_one
+
+
+def test_word_times_lie_inside_the_window_and_in_order(base_engine, load_item):
+    audio, row = load_item("ljspeech_LJ001-0100")
+    hypothesis = base_engine.transcribe([Window(audio, "transcribe", "en")])[0]
+    assert english_wer(row["text"], text(hypothesis)) < 0.1
+    duration = len(audio) / SAMPLE_RATE
+    starts = [w.start for w in hypothesis.words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start <= w.end <= duration for w in hypothesis.words)
+    assert hypothesis.words[-1].end > duration - 1.5  # the last word is near the end, not squeezed
+    assert hypothesis.segment_ends and hypothesis.segment_ends[-1] == len(hypothesis.words) - 1
+
+
+def test_trimmed_context_hears_the_same_as_the_full_30_seconds(base_engine, load_item):
+    full = CTranslate2Engine(
+        base_engine.model_path, "base", options=DecodeOptions(audio_context="full")
+    )
+    for item in ["ljspeech_LJ001-0101", "lhotse_librispeech_2412-153948-0000"]:
+        audio, row = load_item(item)
+        window = [Window(audio, "transcribe", "en")]
+        trimmed_wer = english_wer(row["text"], text(base_engine.transcribe(window)[0]))
+        full_wer = english_wer(row["text"], text(full.transcribe(window)[0]))
+        assert trimmed_wer <= full_wer + 0.05, (item, trimmed_wer, full_wer)
+
+
+def test_language_is_detected_per_window(base_engine, load_item):
+    german = load_item("fleurs_de_001")[0]
+    english = load_item("fw_jfk")[0]
+    hypotheses = base_engine.transcribe([Window(german), Window(english)])
+    assert [h.language for h in hypotheses] == ["de", "en"]
+    assert all(h.language_probability > 0.5 for h in hypotheses)
+
+
+ENGLISH_FUNCTION_WORDS = {
+    "the",
+    "a",
+    "an",
+    "of",
+    "in",
+    "and",
+    "is",
+    "was",
+    "to",
+    "it",
+    "he",
+    "she",
+    "they",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "be",
+    "by",
+    "are",
+    "even",
+}
+GERMAN_FUNCTION_WORDS = {
+    "der",
+    "die",
+    "das",
+    "und",
+    "ist",
+    "nicht",
+    "ein",
+    "eine",
+    "zu",
+    "mit",
+    "auf",
+    "sich",
+    "auch",
+    "es",
+    "wie",
+    "von",
+    "den",
+    "im",
+    "dem",
+    "wurde",
+}
+
+
+def words_of(line: str) -> list[str]:
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in line.lower()).split()
+
+
+def test_german_speech_is_translated_to_english(base_engine, load_item):
+    audio, row = load_item("fleurs_de_001")
+    translated = words_of(text(base_engine.transcribe([Window(audio, "translate", "de")])[0]))
+    transcribed = words_of(text(base_engine.transcribe([Window(audio, "transcribe", "de")])[0]))
+    assert sum(w in GERMAN_FUNCTION_WORDS for w in transcribed) >= 3  # it is German speech
+    assert not any(w in GERMAN_FUNCTION_WORDS for w in translated)
+    assert sum(w in ENGLISH_FUNCTION_WORDS for w in translated) >= 0.2 * len(translated)
+    content = set(words_of(row["translation"])) - ENGLISH_FUNCTION_WORDS
+    assert len(content & set(translated)) >= 2, (translated, row["translation"])
+
+
+def test_silence_window_is_flagged_as_no_speech(base_engine):
+    silence = np.zeros(5 * SAMPLE_RATE, dtype=np.float32)
+    hypothesis = base_engine.transcribe([Window(silence, "transcribe", "en")])[0]
+    # Whisper alone may still say "you" here; the streaming layer's VAD never lets it through.
+    assert hypothesis.no_speech_probability > 0.5
+
+
+def test_english_only_model_refuses_translation_and_other_languages(tiny_engine):
+    audio = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    with pytest.raises(ConfigError, match="English-only"):
+        tiny_engine.transcribe([Window(audio, "translate", None)])
+    with pytest.raises(ConfigError, match="English-only"):
+        tiny_engine.transcribe([Window(audio, "transcribe", "de")])
+
+
+def test_decoding_loops_are_collapsed_but_ordinary_repeats_are_kept():
+    def words(line: str) -> tuple[Word, ...]:
+        return tuple(Word(" " + w, 0, 0) for w in line.split())
+
+    def joined(ws) -> str:
+        return "".join(w.text for w in ws).strip()
+
+    assert joined(_collapse_repetitions(words("the the the the end"))) == "the end"
+    looped = words("so my fellow Americans. so my fellow Americans. ask not")
+    assert (
+        joined(_collapse_repetitions(looped, times=2, min_words=3))
+        == "so my fellow Americans. ask not"
+    )
+    ordinary = words("I think I think that we we should")
+    assert _collapse_repetitions(ordinary, times=2, min_words=3) == ordinary
