@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.errors import CaptionbotError, ConfigError
+from bot.errors import CaptionbotError, ConfigError, ModelNotAvailableError
 
 logger = logging.getLogger("bot")
 
@@ -84,7 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _demo(args)
     except CaptionbotError as error:
         print(f"captionbot: error: {error}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILED
+        usage = isinstance(error, ConfigError | ModelNotAvailableError)
+        return EXIT_USAGE if usage else EXIT_FAILED
     except KeyboardInterrupt:
         print("captionbot: interrupted; transcripts so far were written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -125,6 +126,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise ConfigError("no input files: name audio files or use --audio-folder DIR")
     _check_out_dir(args.out)
     engine = create_engine(config.engine)
+    engine.check_task(config.task, config.language_or_none)
     board = ProgressBoard(enabled=not args.no_progress)
     job = TranscriptionJob(
         engine,
@@ -155,6 +157,7 @@ def _demo(args: argparse.Namespace) -> int:
     sample = bundled_sample()
     print(f"captionbot demo: captioning {sample.name} live (model {config.engine.model})")
     engine = create_engine(config.engine)
+    engine.check_task(config.task, config.language_or_none)
     live = LiveCaptions()
     job = TranscriptionJob(engine, config, args.out, realtime=True, on_update=live.update)
     try:

@@ -122,8 +122,9 @@ def print_summary(results: list[FileResult], realtime: bool, out: TextIO | None 
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip(), file=out)
     failed = sum(not r.ok for r in results)
-    if results and results[0].outputs:
-        print(f"Transcripts in {results[0].outputs['json'].parent}", file=out)
+    written = [r for r in results if r.outputs]
+    if written:
+        print(f"Transcripts in {written[0].outputs['json'].parent}", file=out)
     if failed:
         print(f"{failed} of {len(results)} file(s) failed", file=out)
 

@@ -18,7 +18,7 @@ import numpy as np
 from bot.asr.engine import Engine
 from bot.audio.decode import load_audio
 from bot.config import Config
-from bot.errors import AudioInputError
+from bot.errors import AudioInputError, ConfigError
 from bot.eval.latency import commit_latencies, first_seen_latencies, latency_over_time, summarize
 from bot.messages import SAMPLE_RATE, CaptionUpdate
 from bot.outputs.transcript import Transcript, TranscriptRecorder
@@ -65,7 +65,7 @@ def collect_inputs(files: list[str], audio_folder: Path | None) -> list[Path]:
     paths = [Path(f) for f in files]
     if audio_folder is not None:
         if not audio_folder.is_dir():
-            raise AudioInputError(f"--audio-folder {audio_folder} is not a directory")
+            raise ConfigError(f"--audio-folder {audio_folder} is not a directory")
         paths += sorted(p for p in audio_folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
     unique: list[Path] = []
     for path in paths:

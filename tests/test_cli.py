@@ -11,10 +11,11 @@ import io
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,37 @@ class CliRun:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
+IN_PROCESS_LIMIT_S = 120  # every in-process run here takes under 10 s on 2 cores
+
+
+class CliHung(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: int):
+    """Turn a run that never ends (a streaming loop that spins) into a failure, not a hang."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise CliHung(f"captionbot transcribe still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_main(*args: object) -> CliRun:
     """`captionbot transcribe ARGS` in this process, its stdout and stderr captured."""
     out, err = io.StringIO(), io.StringIO()
     started = time.monotonic()
-    with redirect_stdout(out), redirect_stderr(err):
+    with time_limit(IN_PROCESS_LIMIT_S), redirect_stdout(out), redirect_stderr(err):
         code = main(["transcribe", *map(str, args)])
     return CliRun(code, out.getvalue(), err.getvalue(), time.monotonic() - started)
 
@@ -177,8 +204,8 @@ def test_transcript_text_is_close_to_the_reference(jfk_run) -> None:
     _, out, audio, row = jfk_run
     text = load_transcript(out / f"{audio.stem}.json")["text"]
 
-    # tiny.en streams this item at WER 0.09 when no sentence is repeated.
-    assert english_wer(row["text"], text) <= 0.25, text
+    # measured: WER 0.045 ("asked not"); one repeated clause of 5 words would cost 0.23
+    assert english_wer(row["text"], text) <= 0.15, text
 
 
 def test_words_are_emitted_after_they_end_and_seen_before_they_are_emitted(jfk_run) -> None:
@@ -264,7 +291,10 @@ def test_two_streams_each_get_their_own_transcript(tmp_path, shared_data, manife
 
     assert run.code == 0, run.stderr
     assert outputs_in(tmp_path) == expected_outputs(*(p.stem for p in paths))
-    texts = {i: load_transcript(tmp_path / f"{p.stem}.json")["text"] for i, p in zip(items, paths)}
+    texts = {
+        item: load_transcript(tmp_path / f"{path.stem}.json")["text"]
+        for item, path in zip(items, paths, strict=True)
+    }
     for item, other in [items, items[::-1]]:
         assert english_wer(manifest[item]["text"], texts[item]) <= 0.3, (item, texts[item])
         assert english_wer(manifest[other]["text"], texts[item]) >= 0.8, (item, texts[item])
@@ -316,7 +346,7 @@ def bad_batch(tmp_path_factory, shared_data, manifest):
 
 
 def test_bad_files_fail_alone_with_one_line_each_and_exit_code_1(bad_batch) -> None:
-    run, out, good = bad_batch
+    run, out, _ = bad_batch
 
     assert run.code == 1
     assert "Traceback" not in run.stderr
@@ -329,7 +359,7 @@ def test_bad_files_fail_alone_with_one_line_each_and_exit_code_1(bad_batch) -> N
     # three errors and the truncation warning: nothing else on stderr
     assert len(run.stderr_lines) == 4, run.stderr
     for stem in ["empty", "notes", "missing"]:
-        assert "FAILED" in summary_row(run.stdout, stem)[-1]
+        assert "FAILED" in " ".join(summary_row(run.stdout, stem))
     assert "3 of 5 file(s) failed" in run.stdout
 
 
@@ -489,9 +519,12 @@ def test_json_of_an_empty_transcript_is_strict_json(silence_run) -> None:
 
 # ---- translation -----------------------------------------------------------------------------
 
-STOPWORDS = frozenset(
-    ["a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "from", "with", "and", "or", "but", "is", "are", "was", "were", "be", "been", "it", "its", "this", "that", "they", "them", "their", "he", "she", "you", "your", "we", "our", "i", "as", "so", "not", "no", "do", "does", "can", "could", "should", "would", "will", "have", "has", "had", "there", "here", "which", "who", "what"]
+_FUNCTION_WORDS = (
+    "a an the of to in on at by for from with and or but is are was were be been it its this that "
+    "they them their he she you your we our i as so not no do does can could should would will "
+    "have has had there here which who what"
 )
+STOPWORDS = frozenset(_FUNCTION_WORDS.split())
 
 
 def content_words(text: str) -> set[str]:

@@ -108,7 +108,7 @@ class CTranslate2Engine:
         if not windows:
             return []
         for window in windows:
-            self._check_task(window.task, window.language)
+            self.check_task(window.task, window.language)
         lengths = [len(w.audio) for w in windows]
         encoder_output = self._encode([w.audio for w in windows])
         languages = self._languages(encoder_output, windows)
@@ -143,7 +143,7 @@ class CTranslate2Engine:
     def transcribe_offline(
         self, audio: np.ndarray, task: Task, language: str | None, beam_size: int = 5
     ) -> OfflineResult:
-        self._check_task(task, language)
+        self.check_task(task, language)
         segments, info = self._whisper.transcribe(
             audio,
             task=task,
@@ -161,7 +161,8 @@ class CTranslate2Engine:
 
     # -- steps ----------------------------------------------------------------------------------
 
-    def _check_task(self, task: str, language: str | None) -> None:
+    def check_task(self, task: str, language: str | None) -> None:
+        """Refuse (ConfigError) a task or language this model cannot do."""
         if task not in ("transcribe", "translate"):
             raise ConfigError(f"unknown task '{task}': use transcribe or translate")
         if not self.is_multilingual:

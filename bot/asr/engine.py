@@ -68,6 +68,11 @@ class Engine(Protocol):
     is_multilingual: bool
     supported_languages: tuple[str, ...]
 
+    def check_task(self, task: Task, language: str | None) -> None:
+        """Raise ConfigError if this model cannot do the task in the language (e.g. an
+        English-only model asked to translate)."""
+        ...
+
     def transcribe(self, windows: list[Window]) -> list[Hypothesis]:
         """Decode windows (from any number of streams) in one batched call, in order."""
         ...

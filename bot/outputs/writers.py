@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import unicodedata
@@ -208,8 +209,19 @@ def json_dict(t: Transcript) -> dict[str, Any]:
             {"t_s": _r3(u.t_s), "committed": u.committed, "tentative": u.tentative}
             for u in t.updates
         ],
-        "stats": t.extra,
+        "stats": _finite(t.extra),
     }
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (e.g. latency of a transcript without words) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_default(obj: Any) -> Any:
@@ -243,7 +255,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json(t: Transcript, path: Path) -> None:
     """The whole transcript as UTF-8 JSON (see `json_dict`)."""
-    text = json.dumps(json_dict(t), ensure_ascii=False, indent=1, default=_json_default)
+    text = json.dumps(
+        json_dict(t), ensure_ascii=False, indent=1, default=_json_default, allow_nan=False
+    )
     write_text_atomic(path, text + "\n")
 
 
