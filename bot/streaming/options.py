@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class StreamingOptions:
     min_step_s: float = 0.5
     """Least new audio a stream needs before it is decoded again."""
-    trim_after_s: float = 6.0
+    trim_after_s: float = 10.0
     """Once the buffer is longer, cut it at the last committed sentence or segment end."""
     max_buffer_s: float = 15.0
     """Hard cap: cut at the last committed word, committing old tentative words if needed."""
