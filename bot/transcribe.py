@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from bot.asr.engine import Engine
 from bot.audio.decode import load_audio
@@ -108,41 +106,33 @@ class TranscriptionJob:
 
     def run(self, paths: list[Path]) -> list[FileResult]:
         results = [FileResult(path, stem) for path, stem in zip(paths, unique_stems(paths))]
-        loaded: list[tuple[FileResult, np.ndarray]] = []
-        for result in results:
-            try:
-                loaded.append((result, load_audio(result.path)))
-            except AudioInputError as error:
-                result.error = str(error)
-                logger.error("%s", error)
-        for start in range(0, len(loaded), self.streams):
-            self._run_group(loaded[start : start + self.streams])
-        return results
-
-    def _run_group(self, group: list[tuple[FileResult, np.ndarray]]) -> None:
         transcriber = StreamingTranscriber(
             self.engine, self.config.streaming.options(), clock="wall" if self.realtime else "audio"
         )
         recorders: dict[str, TranscriptRecorder] = {}
-        by_stream: dict[str, FileResult] = {}
-        recordings = []
-        for result, audio in group:
-            stream_id = result.stem
-            by_stream[stream_id] = result
-            recorders[stream_id] = TranscriptRecorder(
-                stream_id=stream_id,
-                audio=str(result.path),
-                duration_s=len(audio) / SAMPLE_RATE,
-                model=self.engine.info.model,
-                engine=self.engine.info.name,
-                task=self.config.task,
-                language=self.config.language_or_none,
-            )
-            recordings.append(
-                Recording(stream_id, audio, self.config.task, self.config.language_or_none)
-            )
+        started: dict[str, float] = {}
+        by_stream = {result.stem: result for result in results}
 
-        started = time.monotonic()
+        def recordings() -> Iterator[Recording]:
+            """Files are decoded only when a stream slot frees up for them."""
+            for result in results:
+                try:
+                    audio = load_audio(result.path)
+                except AudioInputError as error:
+                    result.error = str(error)
+                    logger.error("%s", error)
+                    continue
+                recorders[result.stem] = TranscriptRecorder(
+                    stream_id=result.stem,
+                    audio=str(result.path),
+                    duration_s=len(audio) / SAMPLE_RATE,
+                    model=self.engine.info.model,
+                    engine=self.engine.info.name,
+                    task=self.config.task,
+                    language=self.config.language_or_none,
+                )
+                started[result.stem] = time.monotonic()
+                yield Recording(result.stem, audio, self.config.task, self.config.language_or_none)
 
         def handle(update: CaptionUpdate) -> None:
             recorders[update.stream_id].add(update)
@@ -150,19 +140,21 @@ class TranscriptionJob:
                 self._on_update(update)
             if update.final:
                 result = by_stream[update.stream_id]
-                result.wall_s = time.monotonic() - started
+                result.wall_s = time.monotonic() - started[update.stream_id]
                 self._finish(result, recorders[update.stream_id], transcriber)
 
         run = run_realtime if self.realtime else run_fast
         try:
-            run(transcriber, recordings, handle, self._on_progress)
+            run(transcriber, recordings(), handle, self._on_progress, max_streams=self.streams)
         except KeyboardInterrupt:
-            for stream_id, result in by_stream.items():
+            for stream_id, recorder in recorders.items():
+                result = by_stream[stream_id]
                 if result.transcript is None:
                     result.error = "interrupted: partial transcript written"
-                    result.wall_s = time.monotonic() - started
-                    self._finish(result, recorders[stream_id], transcriber)
+                    result.wall_s = time.monotonic() - started[stream_id]
+                    self._finish(result, recorder, transcriber)
             raise
+        return results
 
     def _finish(
         self, result: FileResult, recorder: TranscriptRecorder, transcriber: StreamingTranscriber

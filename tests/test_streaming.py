@@ -197,3 +197,27 @@ def test_live_pacing_keeps_latency_bounded_when_several_streams_share_the_cpu(
         assert english_wer(reference, transcript.text) < 0.15
         latencies = [w.emitted_s - w.end for w in transcript.words]
         assert max(latencies) < 10.0, max(latencies)
+
+
+def test_more_recordings_than_streams_start_as_slots_free_up(tiny_engine, load_item):
+    items = ["ljspeech_LJ001-0104", "pocketsphinx_cards_005", "ljspeech_LJ001-0107"]
+    loaded = {item: load_item(item) for item in items}
+    opened: list[str] = []
+
+    def recordings():
+        for item, (audio, _) in loaded.items():
+            opened.append(item)
+            yield Recording(item, audio, "transcribe", "en")
+
+    transcriber = StreamingTranscriber(tiny_engine, clock="audio")
+    events: list[tuple[str, str]] = []
+
+    def on_update(update: CaptionUpdate) -> None:
+        events.append(("final" if update.final else "update", update.stream_id))
+
+    run_fast(transcriber, recordings(), on_update, max_streams=2)
+    assert opened == items
+    third_first = next(i for i, (_, stream) in enumerate(events) if stream == items[2])
+    first_final = next(i for i, (kind, _) in enumerate(events) if kind == "final")
+    assert first_final < third_first  # the third file waited for a free slot
+    assert {stream for kind, stream in events if kind == "final"} == set(items)

@@ -42,6 +42,7 @@ class StreamingTranscriber:
         self._streams: dict[str, OnlineStream] = {}
         self._origins: dict[str, float] = {}
         self._last_decoded: dict[str, float] = {}
+        self._closed_stats: dict[str, StreamStats] = {}
         self.rounds = 0
         self.decode_s = 0.0
 
@@ -55,6 +56,7 @@ class StreamingTranscriber:
         origin: float | None = None,
     ) -> None:
         """Start a stream; `origin` is the monotonic time of its audio time zero."""
+        self._closed_stats.pop(stream_id, None)
         if stream_id in self._streams:
             raise ConfigError(f"stream '{stream_id}' is already open")
         self._streams[stream_id] = OnlineStream(stream_id, self.options, task, language, self._vad)
@@ -76,10 +78,14 @@ class StreamingTranscriber:
         return any(not s.finished for s in self._streams.values())
 
     def stats(self, stream_id: str) -> StreamStats:
-        return self._streams[stream_id].stats
+        stream = self._streams.get(stream_id)
+        return stream.stats if stream is not None else self._closed_stats[stream_id]
 
     def close(self, stream_id: str) -> None:
-        self._streams.pop(stream_id, None)
+        """Forget a stream (its statistics stay readable)."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            self._closed_stats[stream_id] = stream.stats
         self._origins.pop(stream_id, None)
         self._last_decoded.pop(stream_id, None)
 
