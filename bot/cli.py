@@ -52,6 +52,41 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--streams", type=int, default=1, help="files run concurrently (1)")
     transcribe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    evaluate = commands.add_parser(
+        "eval", help="WER, latency, stability and speed of configurations on a dataset"
+    )
+    evaluate.add_argument("dataset", type=Path, help="manifest.jsonl, CSV/TSV, or a dataset folder")
+    evaluate.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        default=[],
+        help="a configuration to compare (repeat for several; default: the defaults)",
+    )
+    evaluate.add_argument("--out", type=Path, default=Path("eval-report"), help="(eval-report)")
+    evaluate.add_argument("--model", help="override engine.model in every configuration")
+    evaluate.add_argument("--language", help="only items in this language")
+    evaluate.add_argument("--limit", type=int, help="at most N items")
+    evaluate.add_argument("--ids", nargs="+", help="only these item ids")
+    eval_pace = evaluate.add_mutually_exclusive_group()
+    eval_pace.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=False,
+        help="real-time pacing, computation counted (as live)",
+    )
+    eval_pace.add_argument(
+        "--fast",
+        dest="realtime",
+        action="store_false",
+        help="as fast as the engine decodes (default)",
+    )
+    evaluate.add_argument("--streams", type=int, default=1, help="items run concurrently (1)")
+    evaluate.add_argument("--no-offline", action="store_true", help="skip the offline reference")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
     demo = commands.add_parser(
         "demo", help="caption the bundled speech sample live and write its transcripts"
     )
@@ -81,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command == "eval":
+            return _evaluate(args)
         return _demo(args)
     except CaptionbotError as error:
         print(f"captionbot: error: {error}", file=sys.stderr)
@@ -144,6 +181,73 @@ def _transcribe(args: argparse.Namespace) -> int:
         board.close()
     print_summary(results, realtime=args.realtime)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from bot.config import load_config
+    from bot.eval.datasets import load_dataset
+    from bot.eval.report import summary_rows, terminal_table, write_report
+    from bot.eval.runner import EvalRunner, NamedConfig
+
+    if args.streams < 1:
+        raise ConfigError(f"--streams must be at least 1 (got {args.streams})")
+    dataset = load_dataset(args.dataset, language=args.language, limit=args.limit, ids=args.ids)
+    if not dataset.items:
+        raise ConfigError(f"dataset {args.dataset} has no usable items")
+    for row in dataset.skipped:
+        print(f"captionbot: skipped {row.source}: {row.reason}", file=sys.stderr)
+    overrides = {"engine.model": args.model}
+    configs = [
+        NamedConfig(path.stem, load_config(path, overrides), str(path)) for path in args.config
+    ] or [NamedConfig("default", load_config(None, overrides))]
+    if len({c.name for c in configs}) < len(configs):
+        raise ConfigError("two --config files share a name: give them different file names")
+    _check_out_dir(args.out)
+    total = sum(i.duration_s or 0.0 for i in dataset.items) * len(configs)
+    bar = tqdm(
+        total=round(total),
+        unit="s",
+        desc="eval",
+        disable=args.no_progress or not total,
+        file=sys.stderr,
+    )
+    delivered: dict[tuple[int, str], float] = {}
+    config_index = [0]
+
+    def progress(stream_id: str, seconds: float) -> None:
+        key = (config_index[0], stream_id)
+        bar.update(max(seconds - delivered.get(key, 0.0), 0.0))
+        delivered[key] = seconds
+
+    runner = EvalRunner(
+        dataset,
+        configs,
+        args.out,
+        realtime=args.realtime,
+        streams=args.streams,
+        offline=not args.no_offline,
+        on_progress=progress,
+    )
+    runs = []
+    try:
+        for named in configs:
+            runs.append(runner.run_config(named))
+            config_index[0] += 1
+    finally:
+        bar.close()
+    settings = {
+        "mode": "realtime" if args.realtime else "fast",
+        "streams": args.streams,
+        "language": args.language,
+        "limit": args.limit,
+        "ids": args.ids,
+    }
+    paths = write_report(args.out, runs, dataset, settings)
+    print(terminal_table(summary_rows(runs)))
+    print(f"Report: {paths['html']} ({paths['md'].name}, {paths['json'].name})")
+    return EXIT_OK if not any(run.failures for run in runs) else EXIT_FAILED
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -103,6 +103,8 @@ class TranscriptionJob:
         self.streams = max(1, streams)
         self._on_update = on_update
         self._on_progress = on_progress
+        self.decode_s = 0.0
+        """Seconds the engine spent decoding in the last `run` (batched rounds counted once)."""
 
     def run(self, paths: list[Path]) -> list[FileResult]:
         results = [FileResult(path, stem) for path, stem in zip(paths, unique_stems(paths))]
@@ -154,6 +156,8 @@ class TranscriptionJob:
                     result.wall_s = time.monotonic() - started[stream_id]
                     self._finish(result, recorder, transcriber)
             raise
+        finally:
+            self.decode_s = transcriber.decode_s
         return results
 
     def _finish(

@@ -1,8 +1,15 @@
-"""Word latency of a streamed transcript: how long after a word was said it froze or showed."""
+"""Word latency of a streamed transcript: how long after a word was said it froze or showed.
+
+A word's *commit latency* is `emitted_s - end` (it froze for good), its *first-seen latency*
+`first_seen_s - end` (it first appeared, maybe still tentative). Percentiles are numpy's default
+(linear interpolation between the closest ranks). Per item: `item_latency`; over a whole
+dataset: `pooled_latency`, the percentiles of all words of all items together (so long items
+weigh by their words, not one vote per item).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +42,25 @@ def first_seen_latencies(words: Sequence[CommittedWord]) -> np.ndarray:
     return np.array([w.first_seen_s - w.end for w in words], dtype=float)
 
 
+@dataclass(frozen=True)
+class LatencyPercentiles:
+    """Percentiles in seconds of a set of word latencies (NaN when there are no words)."""
+
+    words: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+def percentiles(latencies: np.ndarray) -> LatencyPercentiles:
+    if latencies.size == 0:
+        nan = float("nan")
+        return LatencyPercentiles(0, nan, nan, nan, nan)
+    p50, p90, p99 = (float(v) for v in np.percentile(latencies, [50, 90, 99]))
+    return LatencyPercentiles(int(latencies.size), p50, p90, p99, float(latencies.max()))
+
+
 def summarize(words: Sequence[CommittedWord], latencies: np.ndarray) -> LatencySummary:
     if len(words) == 0:
         nan = float("nan")
@@ -43,12 +69,13 @@ def summarize(words: Sequence[CommittedWord], latencies: np.ndarray) -> LatencyS
     first = latencies[ends <= ends.min() + 60.0]
     last = latencies[ends >= ends.max() - 60.0]
     first_p50, last_p50 = float(np.median(first)), float(np.median(last))
+    p = percentiles(latencies)
     return LatencySummary(
-        words=len(words),
-        p50=float(np.percentile(latencies, 50)),
-        p90=float(np.percentile(latencies, 90)),
-        p99=float(np.percentile(latencies, 99)),
-        max=float(latencies.max()),
+        words=p.words,
+        p50=p.p50,
+        p90=p.p90,
+        p99=p.p99,
+        max=p.max,
         first_minute_p50=first_p50,
         last_minute_p50=last_p50,
         drift_s=last_p50 - first_p50,
@@ -68,3 +95,30 @@ def latency_over_time(
         if mask.any():
             rows.append((float(start), float(np.median(latencies[mask])), int(mask.sum())))
     return rows
+
+
+@dataclass(frozen=True)
+class ItemLatency:
+    """One transcript's latencies: commit and first-seen summaries, commit median per minute."""
+
+    commit: LatencySummary
+    first_seen: LatencySummary
+    commit_per_minute: tuple[tuple[float, float, int], ...]
+
+
+def item_latency(words: Sequence[CommittedWord]) -> ItemLatency:
+    commit = commit_latencies(words)
+    return ItemLatency(
+        commit=summarize(words, commit),
+        first_seen=summarize(words, first_seen_latencies(words)),
+        commit_per_minute=tuple(latency_over_time(words, commit)),
+    )
+
+
+def pooled_latency(
+    word_lists: Iterable[Sequence[CommittedWord]],
+    latencies_of: Callable[[Sequence[CommittedWord]], np.ndarray] = commit_latencies,
+) -> LatencyPercentiles:
+    """Percentiles over all words of all items (`latencies_of`: commit or first-seen)."""
+    arrays = [latencies_of(words) for words in word_lists]
+    return percentiles(np.concatenate(arrays) if arrays else np.array([], dtype=float))

@@ -1,0 +1,438 @@
+"""Per-item evaluation metrics: recognition errors, translation quality, caption flicker, speed.
+
+Text normalization (both reference and hypothesis, before any error count):
+- English (`en`, `en-US`...): OpenAI Whisper's `EnglishTextNormalizer` (lower case, no
+  punctuation, British → American spelling, spoken numbers as digits: "fifty" == "50").
+- Every other language, or an unknown one (`None`): Whisper's `BasicTextNormalizer` (lower case,
+  punctuation and symbols → spaces; diacritics kept, so "für" != "fur").
+
+Error rates:
+- WER: `jiwer.process_words` on the normalized texts (split on whitespace).
+- CER: `jiwer.process_characters` on the normalized texts *with all whitespace removed*, in
+  every language. The normalizers turn punctuation into spaces, and languages written without
+  spaces get spaces only from that (or from inconsistent references); removing them makes CER
+  count characters only, leaving word boundaries to WER ("the cat" vs "thecat": CER 0, WER 1).
+- Languages written without spaces between words (`SPACELESS_LANGUAGES`: ja, zh, th, lo, my,
+  km, yue): WER is not meaningful there, so CER is the primary metric (`primary_metric`).
+- Dataset scores pool counts (`pool`): total errors / total reference words, not the mean of
+  per-item rates, so an item weighs by its length. An empty hypothesis is all deletions; an
+  empty reference (after normalization) is a `ValueError`: there is nothing to score against.
+
+Translation quality: sacrebleu on the texts as written (sacrebleu tokenizes itself; no
+normalizer): corpus BLEU with the default 13a tokenizer and corpus chrF with default settings
+(`translation_scores`), and per sentence (`sentence_translation_scores`; BLEU with effective
+n-gram order as sacrebleu's `sentence_bleu` does). Scores are 0–100.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache, reduce
+from typing import Any, Literal, Self, TypeVar
+
+import jiwer
+import sacrebleu
+from whisper_normalizer.basic import BasicTextNormalizer
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from bot.eval.latency import ItemLatency, LatencySummary
+from bot.outputs.transcript import CaptionState
+
+SPACELESS_LANGUAGES = frozenset({"ja", "zh", "th", "lo", "my", "km", "yue"})
+
+Normalizer = EnglishTextNormalizer | BasicTextNormalizer
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalization
+
+
+def _base_language(language: str | None) -> str | None:
+    """`"en-US"` → `"en"`; `None` or empty stays `None`."""
+    if not language:
+        return None
+    return language.replace("_", "-").split("-")[0].lower()
+
+
+@lru_cache(maxsize=2)
+def _normalizer(english: bool) -> Normalizer:
+    return EnglishTextNormalizer() if english else BasicTextNormalizer()
+
+
+def normalizer_for(language: str | None) -> Normalizer:
+    """Whisper's English normalizer for English, the basic one for anything else."""
+    return _normalizer(_base_language(language) == "en")
+
+
+def is_spaceless(language: str | None) -> bool:
+    """Whether the language is written without spaces between words (WER not meaningful)."""
+    return _base_language(language) in SPACELESS_LANGUAGES
+
+
+def primary_metric(language: str | None) -> Literal["wer", "cer"]:
+    return "cer" if is_spaceless(language) else "wer"
+
+
+# ---------------------------------------------------------------------------------------------
+# Recognition errors
+
+
+@dataclass(frozen=True)
+class _AlignmentCounts:
+    """Edit operations aligning a hypothesis to a reference; adding two pools them."""
+
+    substitutions: int
+    deletions: int
+    insertions: int
+    hits: int
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    @property
+    def reference_length(self) -> int:
+        return self.substitutions + self.deletions + self.hits
+
+    @property
+    def rate(self) -> float:
+        """Errors per reference unit; NaN when there is no reference (an empty pool)."""
+        if self.reference_length == 0:
+            return float("nan")
+        return self.errors / self.reference_length
+
+    def __add__(self, other: object) -> Self:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _AlignmentCounts)
+        return type(self)(
+            self.substitutions + other.substitutions,
+            self.deletions + other.deletions,
+            self.insertions + other.insertions,
+            self.hits + other.hits,
+        )
+
+
+@dataclass(frozen=True)
+class ErrorCounts(_AlignmentCounts):
+    """Word errors of one item (or of a pool of items)."""
+
+    @property
+    def reference_words(self) -> int:
+        return self.reference_length
+
+    @property
+    def wer(self) -> float:
+        return self.rate
+
+
+@dataclass(frozen=True)
+class CharErrorCounts(_AlignmentCounts):
+    """Character errors (whitespace ignored) of one item (or of a pool of items)."""
+
+    @property
+    def reference_chars(self) -> int:
+        return self.reference_length
+
+    @property
+    def cer(self) -> float:
+        return self.rate
+
+
+CountsT = TypeVar("CountsT", ErrorCounts, CharErrorCounts)
+
+
+def pool(counts: Iterable[CountsT]) -> CountsT:
+    """Sum of counts: its rate is total errors / total reference length (not a mean of rates)."""
+    items = list(counts)
+    if not items:
+        raise ValueError("no error counts to pool: score at least one item with a reference")
+    return reduce(lambda a, b: a + b, items)
+
+
+def _normalized(reference: str, hypothesis: str, language: str | None) -> tuple[str, str]:
+    normalize = normalizer_for(language)
+    ref, hyp = normalize(reference).strip(), normalize(hypothesis).strip()
+    if not ref:
+        raise ValueError(
+            f"reference {reference!r} is empty after normalization: items without a "
+            "reference text cannot be scored"
+        )
+    return ref, hyp
+
+
+def word_error(reference: str, hypothesis: str, language: str | None) -> ErrorCounts:
+    """Word errors between the normalized texts (see the module docstring)."""
+    ref, hyp = _normalized(reference, hypothesis, language)
+    out = jiwer.process_words(ref, hyp)
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+
+
+def _without_spaces(text: str) -> str:
+    return "".join(text.split())
+
+
+def char_error(reference: str, hypothesis: str, language: str | None) -> CharErrorCounts:
+    """Character errors between the normalized texts with all whitespace removed."""
+    ref, hyp = _normalized(reference, hypothesis, language)
+    out = jiwer.process_characters(_without_spaces(ref), _without_spaces(hyp))
+    return CharErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Translation quality
+
+
+@dataclass(frozen=True)
+class TranslationScores:
+    """sacrebleu BLEU (13a tokenizer) and chrF, 0–100."""
+
+    bleu: float
+    chrf: float
+
+
+def translation_scores(references: list[str], hypotheses: list[str]) -> TranslationScores:
+    """Corpus-level scores of a dataset: one reference per hypothesis, in the same order."""
+    if len(references) != len(hypotheses):
+        raise ValueError(
+            f"{len(hypotheses)} translations for {len(references)} references: "
+            "give exactly one reference per translation"
+        )
+    if not references:
+        raise ValueError("no translations to score")
+    return TranslationScores(
+        bleu=sacrebleu.corpus_bleu(hypotheses, [references]).score,
+        chrf=sacrebleu.corpus_chrf(hypotheses, [references]).score,
+    )
+
+
+def sentence_translation_scores(reference: str, hypothesis: str) -> TranslationScores:
+    """Scores of one item (sentence BLEU uses effective n-gram order, like sacrebleu's)."""
+    return TranslationScores(
+        bleu=sacrebleu.sentence_bleu(hypothesis, [reference]).score,
+        chrf=sacrebleu.sentence_chrf(hypothesis, [reference]).score,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Caption stability
+
+
+@dataclass(frozen=True)
+class FlickerStats:
+    """How often tentative captions changed under the viewer's eyes (see `flicker`)."""
+
+    states: int
+    revisions: int
+    final_words: int
+    committed_rewrites: int
+
+    @property
+    def revisions_per_word(self) -> float:
+        if self.final_words == 0:
+            return float("nan")
+        return self.revisions / self.final_words
+
+
+def _units(text: str, by_char: bool) -> list[str]:
+    return list(_without_spaces(text)) if by_char else text.split()
+
+
+def flicker(updates: Sequence[CaptionState], language: str | None = None) -> FlickerStats:
+    """Revisions of displayed tentative words, from the caption states a viewer saw.
+
+    A state displays `committed + " " + tentative`, split into words on whitespace (for
+    languages without spaces, `is_spaceless`, into non-space characters instead: "words" below
+    then means characters). For each pair of consecutive states, every position at or beyond
+    the previous state's committed word count that held a word in the previous display counts
+    one *revision* if the next display has a different word there or none at all (it vanished).
+    Words appended after the previous display's end are not revisions, and neither is a
+    tentative word that becomes committed unchanged. Comparison is of the text as shown, so
+    a change of case or punctuation is a revision; a word inserted before others shifts them,
+    and each shifted word counts.
+
+    `revisions_per_word` divides by the words of the last state's committed text.
+    `committed_rewrites` counts state pairs whose committed text is not an extension of the
+    previous one (committed text must never change: anything but 0 is a bug).
+    """
+    by_char = is_spaceless(language)
+    revisions = rewrites = 0
+    for prev, nxt in zip(updates, updates[1:]):
+        if not nxt.committed.startswith(prev.committed):
+            rewrites += 1
+        shown = _units(f"{prev.committed} {prev.tentative}", by_char)
+        now = _units(f"{nxt.committed} {nxt.tentative}", by_char)
+        start = len(_units(prev.committed, by_char))
+        revisions += sum(1 for i in range(start, len(shown)) if i >= len(now) or now[i] != shown[i])
+    final_words = len(_units(updates[-1].committed, by_char)) if updates else 0
+    return FlickerStats(
+        states=len(updates),
+        revisions=revisions,
+        final_words=final_words,
+        committed_rewrites=rewrites,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed
+
+
+@dataclass(frozen=True)
+class SpeedStats:
+    """Cost of captioning `audio_s` seconds of audio over `streams` concurrent streams.
+
+    `wall_s` is the whole run, `decode_s` the time spent in ASR decoding, `cpu_s` process CPU
+    (user + system, this process and its waited-for children), `peak_rss_mb` the peak resident
+    memory (`peak_rss_mb()`).
+    """
+
+    audio_s: float
+    wall_s: float
+    decode_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    streams: int
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: decode seconds per audio second (< 1 is faster than real time)."""
+        return self.decode_s / self.audio_s if self.audio_s > 0 else float("nan")
+
+    @property
+    def cpu_per_audio_s(self) -> float:
+        """CPU seconds spent per second of audio."""
+        return self.cpu_s / self.audio_s if self.audio_s > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """Wall-clock and process CPU seconds at one moment, or spent between two (`since`).
+
+    CPU is user + system time of this process and of its terminated, waited-for children
+    (`getrusage`): a child process still running is not counted yet.
+    """
+
+    wall_s: float
+    cpu_s: float
+
+    @classmethod
+    def now(cls) -> ResourceUsage:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+        return cls(wall_s=time.perf_counter(), cpu_s=cpu)
+
+    def since(self, start: ResourceUsage) -> ResourceUsage:
+        return ResourceUsage(wall_s=self.wall_s - start.wall_s, cpu_s=self.cpu_s - start.cpu_s)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory in MiB of this process or its largest waited-for child."""
+    peak = max(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+    )
+    per_unit = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return peak * per_unit / 2**20
+
+
+# ---------------------------------------------------------------------------------------------
+# One item's results
+
+
+@dataclass(frozen=True)
+class ItemMetrics:
+    """Everything measured on one dataset item; `as_row` is its line in results.json."""
+
+    id: str
+    language: str | None
+    duration_s: float
+    words: ErrorCounts
+    chars: CharErrorCounts
+    latency: ItemLatency
+    flicker: FlickerStats
+    translation: TranslationScores | None = None
+    speed: SpeedStats | None = None
+
+    @property
+    def primary_metric(self) -> Literal["wer", "cer"]:
+        return primary_metric(self.language)
+
+    @property
+    def error_rate(self) -> float:
+        """The primary metric's value: CER for languages without spaces, WER otherwise."""
+        return self.chars.cer if self.primary_metric == "cer" else self.words.wer
+
+    def as_row(self) -> dict[str, Any]:
+        """Plain JSON values under stable snake_case keys (absent or NaN values are None)."""
+        row: dict[str, Any] = {
+            "id": self.id,
+            "language": self.language,
+            "duration_s": self.duration_s,
+            "primary_metric": self.primary_metric,
+            "error_rate": self.error_rate,
+            "wer": self.words.wer,
+            "word_substitutions": self.words.substitutions,
+            "word_deletions": self.words.deletions,
+            "word_insertions": self.words.insertions,
+            "word_hits": self.words.hits,
+            "reference_words": self.words.reference_words,
+            "cer": self.chars.cer,
+            "char_substitutions": self.chars.substitutions,
+            "char_deletions": self.chars.deletions,
+            "char_insertions": self.chars.insertions,
+            "char_hits": self.chars.hits,
+            "reference_chars": self.chars.reference_chars,
+            "bleu": self.translation.bleu if self.translation else None,
+            "chrf": self.translation.chrf if self.translation else None,
+            **_latency_row("commit_latency", self.latency.commit),
+            **_latency_row("first_seen_latency", self.latency.first_seen),
+            "commit_latency_per_minute": [
+                {"start_s": start, "p50_s": p50, "words": n}
+                for start, p50, n in self.latency.commit_per_minute
+            ],
+            "flicker_states": self.flicker.states,
+            "flicker_revisions": self.flicker.revisions,
+            "flicker_final_words": self.flicker.final_words,
+            "revisions_per_word": self.flicker.revisions_per_word,
+            "committed_rewrites": self.flicker.committed_rewrites,
+            **_speed_row(self.speed),
+        }
+        return _plain(row)
+
+
+def _latency_row(prefix: str, s: LatencySummary) -> dict[str, Any]:
+    return {
+        f"{prefix}_words": s.words,
+        f"{prefix}_p50_s": s.p50,
+        f"{prefix}_p90_s": s.p90,
+        f"{prefix}_p99_s": s.p99,
+        f"{prefix}_max_s": s.max,
+        f"{prefix}_first_minute_p50_s": s.first_minute_p50,
+        f"{prefix}_last_minute_p50_s": s.last_minute_p50,
+        f"{prefix}_drift_s": s.drift_s,
+    }
+
+
+def _speed_row(speed: SpeedStats | None) -> dict[str, Any]:
+    keys = ("audio_s", "wall_s", "decode_s", "cpu_s", "peak_rss_mb", "streams")
+    row: dict[str, Any] = {k: getattr(speed, k) if speed else None for k in keys}
+    row["rtf"] = speed.rtf if speed else None
+    row["cpu_per_audio_s"] = speed.cpu_per_audio_s if speed else None
+    return row
+
+
+def _plain(value: Any) -> Any:
+    """NaN and infinities as None, tuples as lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
