@@ -84,7 +84,9 @@ def test_terminal_table_shows_the_same_numbers_as_the_json(report, capsys):
     table = terminal_table(summary)
     for row in summary:
         line = next(
-            l for l in table.splitlines() if l.startswith(row["config"]) and row["system"] in l
+            text
+            for text in table.splitlines()
+            if text.startswith(row["config"]) and row["system"] in text
         )
         assert f"{100 * row['wer']:.2f}" in line
         if row["system"] == "streaming":
