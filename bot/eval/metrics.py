@@ -27,12 +27,15 @@ n-gram order as sacrebleu's `sentence_bleu` does). Scores are 0–100.
 from __future__ import annotations
 
 import math
+import os
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, reduce
+from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
 import jiwer
@@ -329,6 +332,42 @@ class ResourceUsage:
 
     def since(self, start: ResourceUsage) -> ResourceUsage:
         return ResourceUsage(wall_s=self.wall_s - start.wall_s, cpu_s=self.cpu_s - start.cpu_s)
+
+
+class RssSampler:
+    """Peak resident memory (MiB) of this process *during* a block, sampled every 0.1 s.
+
+    `peak_rss_mb()` only ever grows, so it cannot tell one configuration's peak from an
+    earlier one's; this watches /proc/self/statm (Linux) while the block runs.
+    """
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak_mb = 0.0
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._read()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._read()
+            self._stop.wait(self._interval_s)
+
+    def _read(self) -> None:
+        try:
+            pages = int(Path("/proc/self/statm").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            self.peak_mb = max(self.peak_mb, peak_rss_mb())
+            return
+        self.peak_mb = max(self.peak_mb, pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
 
 
 def peak_rss_mb() -> float:

@@ -22,11 +22,11 @@ from bot.eval.latency import item_latency
 from bot.eval.metrics import (
     ItemMetrics,
     ResourceUsage,
+    RssSampler,
     SpeedStats,
     TranslationScores,
     char_error,
     flicker,
-    peak_rss_mb,
     sentence_translation_scores,
     word_error,
 )
@@ -137,7 +137,8 @@ class EvalRunner:
         )
         logger.info("config %s: streaming %d items", named.name, len(items))
         before = ResourceUsage.now()
-        results = job.run([item.audio for item in items])
+        with RssSampler() as memory:
+            results = job.run([item.audio for item in items])
         used = ResourceUsage.now().since(before)
         audio_s = 0.0
         for item, result in zip(items, results):
@@ -154,7 +155,7 @@ class EvalRunner:
             wall_s=used.wall_s,
             decode_s=job.decode_s,
             cpu_s=used.cpu_s,
-            peak_rss_mb=peak_rss_mb(),
+            peak_rss_mb=memory.peak_mb,
             streams=self.streams,
         )
         if self.offline:
@@ -162,26 +163,37 @@ class EvalRunner:
         return run
 
     def _run_offline(self, engine: Engine, run: ConfigRun, items: list[EvalItem]) -> None:
-        config = run.named.config
         before = ResourceUsage.now()
-        audio_s = 0.0
-        for item in items:
-            if item.id in run.failures:
-                continue
-            try:
-                audio = load_audio(item.audio)
-            except AudioInputError as error:
-                run.failures[item.id] = str(error)
-                continue
-            audio_s += len(audio) / SAMPLE_RATE
-            result = engine.transcribe_offline(audio, config.task, config.language_or_none)
-            reference, language = reference_for(item, config.task)
-            if reference is None:
-                continue
+        with RssSampler() as memory:
+            audio_s = sum(self._offline_item(engine, run, item) for item in items)
+        used = ResourceUsage.now().since(before)
+        run.offline_speed = SpeedStats(
+            audio_s=audio_s,
+            wall_s=used.wall_s,
+            decode_s=used.wall_s,
+            cpu_s=used.cpu_s,
+            peak_rss_mb=memory.peak_mb,
+            streams=1,
+        )
+
+    def _offline_item(self, engine: Engine, run: ConfigRun, item: EvalItem) -> float:
+        """Transcribe one item whole; returns its audio seconds (0 if it was skipped)."""
+        config = run.named.config
+        if item.id in run.failures:
+            return 0.0
+        try:
+            audio = load_audio(item.audio)
+        except AudioInputError as error:
+            run.failures[item.id] = str(error)
+            return 0.0
+        duration_s = len(audio) / SAMPLE_RATE
+        result = engine.transcribe_offline(audio, config.task, config.language_or_none)
+        reference, language = reference_for(item, config.task)
+        if reference is not None:
             metrics = ItemMetrics(
                 id=item.id,
                 language=item.language,
-                duration_s=len(audio) / SAMPLE_RATE,
+                duration_s=duration_s,
                 words=word_error(reference, result.text, language),
                 chars=char_error(reference, result.text, language),
                 latency=item_latency([]),  # offline has no stream clock
@@ -193,12 +205,4 @@ class EvalRunner:
                 ),
             )
             run.offline.append(OfflineItem(item.id, result.text, metrics))
-        used = ResourceUsage.now().since(before)
-        run.offline_speed = SpeedStats(
-            audio_s=audio_s,
-            wall_s=used.wall_s,
-            decode_s=used.wall_s,
-            cpu_s=used.cpu_s,
-            peak_rss_mb=peak_rss_mb(),
-            streams=1,
-        )
+        return duration_s
