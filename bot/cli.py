@@ -35,20 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--audio-folder", type=Path, help="also every audio file in DIR")
     transcribe.add_argument("--out", type=Path, required=True, help="folder for the transcripts")
     _add_model_options(transcribe)
-    pace = transcribe.add_mutually_exclusive_group()
-    pace.add_argument(
-        "--realtime",
-        dest="realtime",
-        action="store_true",
-        default=True,
-        help="play audio at real-time speed, computation counted, as live (default)",
-    )
-    pace.add_argument(
-        "--fast",
-        dest="realtime",
-        action="store_false",
-        help="feed audio as fast as the engine decodes; the stream clock is audio time",
-    )
+    _add_pace_options(transcribe, realtime_default=True)
     transcribe.add_argument("--streams", type=int, default=1, help="files run concurrently (1)")
     transcribe.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -68,20 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--language", help="only items in this language")
     evaluate.add_argument("--limit", type=int, help="at most N items")
     evaluate.add_argument("--ids", nargs="+", help="only these item ids")
-    eval_pace = evaluate.add_mutually_exclusive_group()
-    eval_pace.add_argument(
-        "--realtime",
-        dest="realtime",
-        action="store_true",
-        default=False,
-        help="real-time pacing, computation counted (as live)",
-    )
-    eval_pace.add_argument(
-        "--fast",
-        dest="realtime",
-        action="store_false",
-        help="as fast as the engine decodes (default)",
-    )
+    _add_pace_options(evaluate, realtime_default=False)
     evaluate.add_argument("--streams", type=int, default=1, help="items run concurrently (1)")
     evaluate.add_argument("--no-offline", action="store_true", help="skip the offline reference")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -93,6 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("captions-out"), help="(captions-out)")
     _add_model_options(demo)
     return parser
+
+
+def _add_pace_options(parser: argparse.ArgumentParser, realtime_default: bool) -> None:
+    pace = parser.add_mutually_exclusive_group()
+    default = " (default)"
+    pace.add_argument(
+        "--realtime",
+        dest="realtime",
+        action="store_true",
+        default=realtime_default,
+        help="play audio at real-time speed, computation counted, as live"
+        + (default if realtime_default else ""),
+    )
+    pace.add_argument(
+        "--fast",
+        dest="realtime",
+        action="store_false",
+        help="feed audio as fast as the engine decodes; the stream clock is audio time"
+        + ("" if realtime_default else default),
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

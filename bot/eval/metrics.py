@@ -26,7 +26,6 @@ n-gram order as sacrebleu's `sentence_bleu` does). Scores are 0–100.
 
 from __future__ import annotations
 
-import math
 import os
 import resource
 import sys
@@ -45,6 +44,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 
 from bot.eval.latency import ItemLatency, LatencySummary
 from bot.outputs.transcript import CaptionState
+from bot.outputs.writers import json_safe
 
 SPACELESS_LANGUAGES = frozenset({"ja", "zh", "th", "lo", "my", "km", "yue"})
 
@@ -442,7 +442,7 @@ class ItemMetrics:
             "committed_rewrites": self.flicker.committed_rewrites,
             **_speed_row(self.speed),
         }
-        return _plain(row)
+        return json_safe(row)
 
 
 def _latency_row(prefix: str, s: LatencySummary) -> dict[str, Any]:
@@ -464,14 +464,3 @@ def _speed_row(speed: SpeedStats | None) -> dict[str, Any]:
     row["rtf"] = speed.rtf if speed else None
     row["cpu_per_audio_s"] = speed.cpu_per_audio_s if speed else None
     return row
-
-
-def _plain(value: Any) -> Any:
-    """NaN and infinities as None, tuples as lists."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -25,7 +25,7 @@ from bot.eval.latency import commit_latencies, first_seen_latencies, pooled_late
 from bot.eval.metrics import ItemMetrics, SpeedStats, pool
 from bot.eval.runner import ConfigRun
 from bot.eval.svg import bar_chart, cdf, line_chart
-from bot.outputs.writers import write_text_atomic
+from bot.outputs.writers import json_safe, write_text_atomic
 
 SCHEMA = "captionbot.eval/1"
 COLUMNS = (
@@ -98,7 +98,7 @@ def _summary(
                 "failed_items": len(run.failures),
             }
         )
-    return _plain(row)
+    return json_safe(row)
 
 
 def terminal_table(rows: list[dict[str, Any]]) -> str:
@@ -320,11 +320,3 @@ def _cell(value: Any, key: str) -> str:
     if isinstance(value, float):
         return f"{value:.2f}" if key != "peak_rss_mb" else f"{value:.0f}"
     return str(value)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value

@@ -209,18 +209,19 @@ def json_dict(t: Transcript) -> dict[str, Any]:
             {"t_s": _r3(u.t_s), "committed": u.committed, "tentative": u.tentative}
             for u in t.updates
         ],
-        "stats": _finite(t.extra),
+        "stats": json_safe(t.extra),
     }
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinities (e.g. latency of a transcript without words) become null."""
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN and infinities (e.g. latency of a transcript without words)
+    become null, tuples become lists."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
