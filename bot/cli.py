@@ -145,7 +145,7 @@ def _config(args: argparse.Namespace):
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from bot.asr.factory import create_engine
+    from bot.asr.factory import create_engine_for
     from bot.console import ProgressBoard, print_summary
     from bot.transcribe import TranscriptionJob, collect_inputs
 
@@ -156,8 +156,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     if not paths:
         raise ConfigError("no input files: name audio files or use --audio-folder DIR")
     _check_out_dir(args.out)
-    engine = create_engine(config.engine)
-    engine.check_task(config.task, config.language_or_none)
+    engine = create_engine_for(config)
     board = ProgressBoard(enabled=not args.no_progress)
     job = TranscriptionJob(
         engine,
@@ -245,7 +244,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bot.asr.factory import create_engine
+    from bot.asr.factory import create_engine_for
     from bot.audio.samples import bundled_sample
     from bot.console import LiveCaptions, print_summary
     from bot.transcribe import TranscriptionJob
@@ -254,8 +253,7 @@ def _demo(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     sample = bundled_sample()
     print(f"captionbot demo: captioning {sample.name} live (model {config.engine.model})")
-    engine = create_engine(config.engine)
-    engine.check_task(config.task, config.language_or_none)
+    engine = create_engine_for(config)
     live = LiveCaptions()
     job = TranscriptionJob(engine, config, args.out, realtime=True, on_update=live.update)
     try:

@@ -7,7 +7,7 @@ import logging
 from bot.asr.ctranslate2_engine import CTranslate2Engine, DecodeOptions
 from bot.asr.engine import Engine
 from bot.asr.models import resolve_model
-from bot.config import EngineConfig
+from bot.config import Config, EngineConfig
 from bot.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -31,3 +31,10 @@ def create_engine(config: EngineConfig) -> Engine:
         cpu_threads=config.cpu_threads,
         options=DecodeOptions(beam_size=config.beam_size, audio_context=config.audio_context),
     )
+
+
+def create_engine_for(config: Config) -> Engine:
+    """The engine of a whole configuration, checked against its task and language up front."""
+    engine = create_engine(config.engine)
+    engine.check_task(config.task, config.language_or_none)
+    return engine

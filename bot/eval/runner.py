@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.asr.engine import Engine, EngineInfo
-from bot.asr.factory import create_engine
+from bot.asr.factory import create_engine_for
 from bot.audio.decode import load_audio
 from bot.config import Config
 from bot.errors import AudioInputError
@@ -24,7 +24,6 @@ from bot.eval.metrics import (
     ResourceUsage,
     RssSampler,
     SpeedStats,
-    TranslationScores,
     char_error,
     flicker,
     sentence_translation_scores,
@@ -76,26 +75,23 @@ def reference_for(item: EvalItem, task: str) -> tuple[str | None, str | None]:
 def score_item(
     item: EvalItem,
     task: str,
-    transcript: Transcript,
+    text: str,
     duration_s: float,
-    speed: SpeedStats | None = None,
+    transcript: Transcript | None = None,
 ) -> ItemMetrics | None:
+    """Score a hypothesis `text`; `transcript` (streaming only) adds latency and flicker."""
     reference, language = reference_for(item, task)
     if reference is None:
         return None
-    translation: TranslationScores | None = None
-    if task == "translate":
-        translation = sentence_translation_scores(reference, transcript.text)
     return ItemMetrics(
         id=item.id,
         language=item.language,
         duration_s=duration_s,
-        words=word_error(reference, transcript.text, language),
-        chars=char_error(reference, transcript.text, language),
-        latency=item_latency(transcript.words),
-        flicker=flicker(transcript.updates, language),
-        translation=translation,
-        speed=speed,
+        words=word_error(reference, text, language),
+        chars=char_error(reference, text, language),
+        latency=item_latency(transcript.words if transcript else []),
+        flicker=flicker(transcript.updates if transcript else [], language),
+        translation=(sentence_translation_scores(reference, text) if task == "translate" else None),
     )
 
 
@@ -123,8 +119,7 @@ class EvalRunner:
 
     def run_config(self, named: NamedConfig) -> ConfigRun:
         config = named.config
-        engine = create_engine(config.engine)
-        engine.check_task(config.task, config.language_or_none)
+        engine = create_engine_for(config)
         run = ConfigRun(named, engine.info)
         items = list(self.dataset.items)
         job = TranscriptionJob(
@@ -142,12 +137,15 @@ class EvalRunner:
         used = ResourceUsage.now().since(before)
         audio_s = 0.0
         for item, result in zip(items, results):
-            if result.transcript is None:
+            transcript = result.transcript
+            if transcript is None:
                 run.failures[item.id] = result.error or "failed"
                 continue
-            audio_s += result.transcript.duration_s
-            run.transcripts[item.id] = result.transcript
-            metrics = score_item(item, config.task, result.transcript, result.transcript.duration_s)
+            audio_s += transcript.duration_s
+            run.transcripts[item.id] = transcript
+            metrics = score_item(
+                item, config.task, transcript.text, transcript.duration_s, transcript
+            )
             if metrics is not None:
                 run.items.append(metrics)
         run.speed = SpeedStats(
@@ -188,21 +186,7 @@ class EvalRunner:
             return 0.0
         duration_s = len(audio) / SAMPLE_RATE
         result = engine.transcribe_offline(audio, config.task, config.language_or_none)
-        reference, language = reference_for(item, config.task)
-        if reference is not None:
-            metrics = ItemMetrics(
-                id=item.id,
-                language=item.language,
-                duration_s=duration_s,
-                words=word_error(reference, result.text, language),
-                chars=char_error(reference, result.text, language),
-                latency=item_latency([]),  # offline has no stream clock
-                flicker=flicker([], language),
-                translation=(
-                    sentence_translation_scores(reference, result.text)
-                    if config.task == "translate"
-                    else None
-                ),
-            )
+        metrics = score_item(item, config.task, result.text, duration_s)
+        if metrics is not None:
             run.offline.append(OfflineItem(item.id, result.text, metrics))
         return duration_s
