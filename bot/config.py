@@ -48,11 +48,89 @@ class StreamingConfig(_Section):
         return StreamingOptions(**self.model_dump())
 
 
+class AudioConfig(_Section):
+    """Where the meeting audio comes from (the capture process)."""
+
+    source: Literal["sample", "file", "loopback", "microphone", "stdin"] = "sample"
+    device: str | int | None = None
+    file: str | None = None
+    stdin_format: Literal["s16le", "f32le"] = "s16le"
+    stdin_rate: int = Field(16000, ge=8000, le=192000)
+    chunk_s: float = Field(0.1, ge=0.02, le=1.0)
+    stream_id: str = Field("meeting", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    queue_s: float = Field(30.0, ge=1, le=600)
+    reopen_backoff_s: float = Field(1.0, gt=0, le=60)
+
+
+class VideoConfig(_Section):
+    """The picture the captions are drawn on (the compositor process)."""
+
+    source: Literal["background", "screen", "camera", "file"] = "background"
+    width: int = Field(1280, ge=160, le=7680)
+    height: int = Field(720, ge=120, le=4320)
+    fps: float = Field(30.0, gt=0, le=120)
+    background: str = "#1e2430"
+    display: str | None = None
+    region: tuple[int, int, int, int] | None = None
+    camera: str = "/dev/video0"
+    file: str | None = None
+    loop: bool = True
+
+
+class CaptionStyle(_Section):
+    """How captions are drawn on the video."""
+
+    lines: int = Field(2, ge=1, le=10)
+    position: Literal["bottom", "top"] = "bottom"
+    font: str | None = None
+    font_size: int = Field(36, ge=8, le=200)
+    color: str = "#ffffff"
+    tentative_color: str = "#a0a0a0"
+    box_color: str = "#000000"
+    box_opacity: float = Field(0.6, ge=0, le=1)
+    margin: int = Field(24, ge=0, le=1000)
+    max_width: float = Field(0.9, gt=0.1, le=1.0)
+
+
+class SinksConfig(_Section):
+    """Where the captioned video goes."""
+
+    virtual_camera: bool = False
+    virtual_camera_device: str | None = None
+    stream_url: str | None = None
+    file: str | None = None
+    preview: bool = False
+
+
+class OverlayConfig(_Section):
+    """The local web server for the OBS browser source and the live transcript page."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    token: str | None = None
+
+
+class OutputsConfig(_Section):
+    """Caption files and closed-caption APIs fed with committed text."""
+
+    dir: str = "captions-out"
+    formats: tuple[Literal["json", "srt", "vtt", "txt"], ...] = ("json", "srt", "vtt", "txt")
+    zoom_cc_url: str | None = None
+    youtube_cc_url: str | None = None
+
+
 class Config(_Section):
     task: Literal["transcribe", "translate"] = "transcribe"
     language: str = "auto"
     engine: EngineConfig = EngineConfig()
     streaming: StreamingConfig = StreamingConfig()
+    audio: AudioConfig = AudioConfig()
+    video: VideoConfig = VideoConfig()
+    captions: CaptionStyle = CaptionStyle()
+    sinks: SinksConfig = SinksConfig()
+    overlay: OverlayConfig = OverlayConfig()
+    outputs: OutputsConfig = OutputsConfig()
 
     @field_validator("language")
     @classmethod
