@@ -15,3 +15,11 @@ class ModelNotAvailableError(CaptionbotError):
 
 class ConfigError(CaptionbotError):
     """An invalid option or configuration value."""
+
+
+class DeviceError(CaptionbotError):
+    """An audio or video device that is missing, busy or cannot be opened."""
+
+
+class OutputError(CaptionbotError):
+    """A sink (virtual camera, stream, file, caption API) that cannot take the output."""

@@ -71,3 +71,38 @@ class CaptionUpdate:
 def join_words(words: tuple[Word, ...] | list[Word] | tuple[CommittedWord, ...]) -> str:
     """Caption text of a word sequence (Whisper words carry their own leading spaces)."""
     return "".join(w.text for w in words).strip()
+
+
+@dataclass(frozen=True)
+class CaptionsDrawn:
+    """The compositor sent the first frame showing a new caption state of a stream.
+
+    `wall_time` is `time.time()` when that frame went to the sinks; the counts say how much of
+    the stream's text the frame showed (for end-to-end latency: audio heard → caption visible).
+    """
+
+    stream_id: str
+    wall_time: float
+    committed_words: int
+    tentative_words: int
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """Periodic health of one process of the bot: counters since it started.
+
+    `stage` is "capture", "asr" or "compositor"; counters are e.g. chunks, dropped_chunks,
+    reopens (capture), frames, dropped_frames, ms_per_frame (compositor).
+    """
+
+    stage: str
+    wall_time: float
+    counters: dict[str, float]
+
+
+@dataclass(frozen=True)
+class StageError:
+    """A process of the bot stopped on an error the user must fix (one line, says what to do)."""
+
+    stage: str
+    message: str
