@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.messages import CommittedWord, Word
@@ -34,9 +35,9 @@ class LocalAgreement:
     are recognised by time (and confirmed by text near the committed end) and skipped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history: Sequence[CommittedWord] = ()) -> None:
         self.pending: list[PendingWord] = []
-        self._tail: list[CommittedWord] = []
+        self._tail: list[CommittedWord] = list(history)[-TAIL_WORDS:]
 
     @property
     def last_committed(self) -> CommittedWord | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,10 @@ class OnlineStream:
         language: str | None,
         vad_model: SileroModel | None,
         start: float = 0.0,
+        history: Sequence[CommittedWord] = (),
     ) -> None:
+        """`start` is the audio time of the first sample; `history` the words this stream
+        already committed (a restarted worker resumes with them as prompt and for dedupe)."""
         self.stream_id = stream_id
         self.options = options
         self.task: Task = task
@@ -63,8 +67,8 @@ class OnlineStream:
         self._detector = (
             SpeechDetector(vad_model, options.vad_threshold, start) if vad_model else None
         )
-        self._agreement = LocalAgreement()
-        self._recent: list[CommittedWord] = []
+        self._agreement = LocalAgreement(history)
+        self._recent: list[CommittedWord] = list(history)[-200:]
         self._segment_end_times: set[float] = set()
         self._heard: list[Word] = []
         self._processed_end = start
@@ -176,6 +180,14 @@ class OnlineStream:
         return None
 
     # -- internals --------------------------------------------------------------------------------
+
+    def flush(self, now: float) -> CaptionUpdate | None:
+        """Stop now (shutdown): commit the tentative words as they stand, without decoding."""
+        if self.finished:
+            return None
+        self.ended = True
+        self.finished = True
+        return self._update(self._agreement.commit_pending(now), now, final=True)
 
     def _heard_in_speech(self, words: list[Word]) -> list[Word]:
         """Drop words the VAD heard no speech under: Whisper's "Thank you." on silence or noise."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 from bot.asr.engine import Engine, Task
 from bot.errors import ConfigError
-from bot.messages import AudioChunk, CaptionUpdate, EndOfStream
+from bot.messages import AudioChunk, CaptionUpdate, CommittedWord, EndOfStream
 from bot.streaming.options import StreamingOptions
 from bot.streaming.stream import OnlineStream, StreamStats
 from bot.streaming.vad import SileroModel
@@ -54,12 +55,17 @@ class StreamingTranscriber:
         task: Task = "transcribe",
         language: str | None = None,
         origin: float | None = None,
+        start: float = 0.0,
+        history: Sequence[CommittedWord] = (),
     ) -> None:
-        """Start a stream; `origin` is the monotonic time of its audio time zero."""
+        """Start a stream; `origin` is the monotonic time of its audio time zero, `start` the
+        audio time of its first sample, `history` what it committed before (on resume)."""
         self._closed_stats.pop(stream_id, None)
         if stream_id in self._streams:
             raise ConfigError(f"stream '{stream_id}' is already open")
-        self._streams[stream_id] = OnlineStream(stream_id, self.options, task, language, self._vad)
+        self._streams[stream_id] = OnlineStream(
+            stream_id, self.options, task, language, self._vad, start, history
+        )
         self._origins[stream_id] = time.monotonic() if origin is None else origin
         self._last_decoded[stream_id] = float("-inf")
 
@@ -118,6 +124,15 @@ class StreamingTranscriber:
                 if update is not None:
                     updates.append(update)
             updates += self._poll()
+        return updates
+
+    def flush(self) -> list[CaptionUpdate]:
+        """Shut down now: every open stream commits its tentative words without decoding."""
+        updates = []
+        for stream in self._streams.values():
+            update = stream.flush(self.now(stream.stream_id))
+            if update is not None:
+                updates.append(update)
         return updates
 
     def _poll(self) -> list[CaptionUpdate]:
