@@ -1,4 +1,4 @@
-"""Command line: `captionbot transcribe`, `captionbot demo`."""
+"""Command line: `captionbot run | demo | devices | transcribe | eval`."""
 
 from __future__ import annotations
 
@@ -61,12 +61,48 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
+    run = commands.add_parser(
+        "run", help="the meeting bot: capture audio, caption it live, draw it on video"
+    )
+    run.add_argument("--out", type=Path, help="folder for caption files (outputs.dir)")
+    _add_model_options(run)
+    _add_bot_options(run)
+
     demo = commands.add_parser(
-        "demo", help="caption the bundled speech sample live and write its transcripts"
+        "demo",
+        help="the whole bot on the bundled speech sample: live captions, MP4 + SRT/VTT/JSON",
     )
     demo.add_argument("--out", type=Path, default=Path("captions-out"), help="(captions-out)")
     _add_model_options(demo)
+    _add_bot_options(demo, audio=False)
+
+    commands.add_parser("devices", help="list audio inputs (with monitors) and video devices")
     return parser
+
+
+def _add_bot_options(parser: argparse.ArgumentParser, audio: bool = True) -> None:
+    if audio:
+        group = parser.add_argument_group("audio")
+        group.add_argument(
+            "--source",
+            choices=["sample", "file", "loopback", "microphone", "stdin"],
+            help="audio source (audio.source)",
+        )
+        group.add_argument("--device", help="audio device name or index (captionbot devices)")
+        group.add_argument("--file", help="audio/video file played in real time (--source file)")
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--video", choices=["background", "screen", "camera", "file"], help="video.source"
+    )
+    video.add_argument("--virtual-camera", action="store_true", default=None, help="v4l2loopback")
+    video.add_argument("--stream", dest="stream_url", help="udp://, srt:// or rtmp:// URL")
+    video.add_argument("--record", help="MP4 file of the captioned video")
+    video.add_argument("--preview", action="store_true", default=None, help="preview window")
+    web = parser.add_argument_group("overlay")
+    web.add_argument(
+        "--no-overlay", dest="overlay", action="store_false", default=None, help="no web overlay"
+    )
+    web.add_argument("--overlay-port", type=int, help="overlay server port (overlay.port)")
 
 
 def _add_pace_options(parser: argparse.ArgumentParser, realtime_default: bool) -> None:
@@ -112,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _transcribe(args)
         if args.command == "eval":
             return _evaluate(args)
+        if args.command == "devices":
+            return _devices()
+        if args.command == "run":
+            return _run(args)
         return _demo(args)
     except CaptionbotError as error:
         print(f"captionbot: error: {error}", file=sys.stderr)
@@ -128,20 +168,18 @@ def _setup_logging(verbosity: int) -> None:
     logging.getLogger("faster_whisper").setLevel(max(level, logging.WARNING))
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, extra: dict[str, object] | None = None):
     from bot.config import load_config
 
-    return load_config(
-        args.config,
-        {
-            "engine.model": args.model,
-            "engine.name": args.engine,
-            "task": args.task,
-            "language": args.language,
-            "engine.cpu_threads": args.cpu_threads,
-            "engine.beam_size": args.beam_size,
-        },
-    )
+    overrides = {
+        "engine.model": args.model,
+        "engine.name": args.engine,
+        "task": args.task,
+        "language": args.language,
+        "engine.cpu_threads": args.cpu_threads,
+        "engine.beam_size": args.beam_size,
+    }
+    return load_config(args.config, overrides | (extra or {}))
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -243,25 +281,77 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK if not any(run.failures for run in runs) else EXIT_FAILED
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from bot.asr.factory import create_engine_for
-    from bot.audio.samples import bundled_sample
-    from bot.console import LiveCaptions, print_summary
-    from bot.transcribe import TranscriptionJob
+def _bot_overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {
+        "video.source": args.video,
+        "sinks.virtual_camera": args.virtual_camera,
+        "sinks.stream_url": args.stream_url,
+        "sinks.file": args.record,
+        "sinks.preview": args.preview,
+        "overlay.enabled": args.overlay,
+        "overlay.port": args.overlay_port,
+    }
+    if getattr(args, "file", None):
+        overrides["audio.source"] = args.source or "file"
+        overrides["audio.file"] = args.file
+    else:
+        overrides["audio.source"] = getattr(args, "source", None)
+    device = getattr(args, "device", None)
+    if device is not None:
+        overrides["audio.device"] = int(device) if device.isdigit() else device
+    return overrides
 
-    config = _config(args)
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = _bot_overrides(args)
+    if args.out is not None:
+        _check_out_dir(args.out)
+        overrides["outputs.dir"] = str(args.out)
+    config = _config(args, overrides)
+    return _run_bot(config, Path(config.outputs.dir), stem=None)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.audio.samples import bundled_sample
+
     _check_out_dir(args.out)
     sample = bundled_sample()
+    overrides = _bot_overrides(args)
+    overrides["audio.source"] = "sample"
+    if args.record is None:
+        overrides["sinks.file"] = str(args.out / f"{sample.stem}.mp4")
+    config = _config(args, overrides)
     print(f"captionbot demo: captioning {sample.name} live (model {config.engine.model})")
-    engine = create_engine_for(config)
+    return _run_bot(config, args.out, stem=sample.stem)
+
+
+def _run_bot(config, out_dir: Path, stem: str | None) -> int:
+    from bot.console import LiveCaptions, print_bot_summary
+    from bot.pipeline import Supervisor
+
     live = LiveCaptions()
-    job = TranscriptionJob(engine, config, args.out, realtime=True, on_update=live.update)
+
+    def started(supervisor: Supervisor) -> None:
+        if supervisor.overlay_url:
+            print(f"overlay: {supervisor.overlay_url}captions.html  (OBS browser source)")
+        print("captioning; Ctrl-C stops", flush=True)
+
+    supervisor = Supervisor(config, out_dir, stem=stem, on_update=live.update, on_start=started)
     try:
-        results = job.run([sample])
+        result = supervisor.run()
     finally:
         live.close()
-    print_summary(results, realtime=True)
-    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+    print_bot_summary(result, config)
+    if result.error:
+        raise CaptionbotError(result.error)
+    return EXIT_OK
+
+
+def _devices() -> int:
+    from bot.audio.devices import format_devices
+
+    print(format_devices())
+    return EXIT_OK
 
 
 def _check_out_dir(out: Path) -> None:

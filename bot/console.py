@@ -5,14 +5,18 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
 from bot.audio.decode import audio_duration
+from bot.config import Config
 from bot.errors import AudioInputError
 from bot.messages import CaptionUpdate, join_words
 from bot.transcribe import FileResult, unique_stems
+
+if TYPE_CHECKING:
+    from bot.pipeline import PipelineResult
 
 DIM, RESET = "\033[2m", "\033[0m"
 
@@ -131,3 +135,40 @@ def print_summary(results: list[FileResult], realtime: bool, out: TextIO | None 
 
 def _seconds(value: float) -> str:
     return "-" if value != value else f"{value:.2f}"
+
+
+def print_bot_summary(result: PipelineResult, config: Config, out: TextIO | None = None) -> None:
+    """What a bot run produced: words and delays per stream, files, health of the processes."""
+    out = out or sys.stdout
+    latency = result.latency()
+    for stream_id, record in result.streams.items():
+        words = len(record.words)
+        out.write(f"{stream_id}: {words} words, language {record.language or '?'}\n")
+        for path in result.outputs.get(stream_id, {}).values():
+            out.write(f"  {path}\n")
+    committed, drawn = latency["committed"], latency["drawn"]
+    if committed.words:
+        line = (
+            f"caption delay after a word is spoken: committed p50 {_seconds(committed.p50)}"
+            f" p90 {_seconds(committed.p90)}"
+        )
+        if drawn.words:
+            line += f"; on video p50 {_seconds(drawn.p50)} p90 {_seconds(drawn.p90)}"
+        out.write(line + "\n")
+    if config.sinks.file and Path(config.sinks.file).exists():
+        out.write(f"video: {config.sinks.file}\n")
+    health = []
+    for name, count in result.restarts.items():
+        if count:
+            health.append(f"{name} restarted {count}x")
+    capture = result.reports.get("capture")
+    if capture and capture.counters.get("dropped_chunks"):
+        health.append(f"{int(capture.counters['dropped_chunks'])} audio chunks dropped")
+    video = result.reports.get("compositor")
+    if video and video.counters.get("dropped_frames"):
+        health.append(f"{int(video.counters['dropped_frames'])} video frames dropped")
+    if result.dropped_caption_updates:
+        health.append(f"{result.dropped_caption_updates} caption updates not drawn")
+    if health:
+        out.write("; ".join(health) + "\n")
+    out.flush()

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from bot.config import Config
-from bot.eval.latency import summarize
+from bot.eval.latency import LatencyPercentiles, percentiles
 from bot.messages import (
     CaptionsDrawn,
     CaptionUpdate,
@@ -76,11 +78,15 @@ class PipelineResult:
     def ok(self) -> bool:
         return self.error is None
 
-    def latency(self) -> dict[str, dict[str, float]]:
-        """Caption delay: word heard (its end on the audio clock) → committed, → drawn."""
+    def latency(self) -> dict[str, LatencyPercentiles]:
+        """Caption delay from a word's end on the audio clock until it was committed, and
+        until the first video frame showing it committed was sent."""
         committed = [w.emitted_s - w.end for s in self.streams.values() for w in s.words]
-        shown = [x for s in self.streams.values() for x in s.shown_latency_s]
-        return {"committed": summarize(committed), "drawn": summarize(shown)}
+        drawn = [x for s in self.streams.values() for x in s.shown_latency_s]
+        return {
+            "committed": percentiles(np.array(committed)),
+            "drawn": percentiles(np.array(drawn)),
+        }
 
 
 def _child(
