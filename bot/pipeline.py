@@ -221,17 +221,17 @@ class Supervisor:
         self._events = self._context.Queue()
         self._video_updates = self._context.Queue(maxsize=COMPOSITOR_QUEUE)
         self._stop = self._context.Event()
+        self._shared_origin = self._context.Value("d", 0.0)
         self._video_stop = self._context.Event()
         self._start_overlay()
         self._caption_apis = self._start_caption_apis()
         previous_handlers = self._install_signal_handlers()
         try:
-            self._origin = time.monotonic()
-            self._origin_wall = time.time()
             self._start_stages()
-            if self.on_start is not None:
-                self.on_start(self)
-            self._loop()
+            if "capture" in self.stages:
+                if self.on_start is not None:
+                    self.on_start(self)
+                self._loop()
         finally:
             self._shutdown()
             self._restore_signal_handlers(previous_handlers)
@@ -248,11 +248,34 @@ class Supervisor:
     def _start_stages(self) -> None:
         self.stages["asr"] = _Stage("asr", _worker_entry, self._context)
         self.stages["asr"].start(self._worker_args())
+        if not self._wait_for_worker():
+            return
+        self._origin = time.monotonic()
+        self._origin_wall = time.time()
+        self._shared_origin.value = self._origin
         self.stages["capture"] = _Stage("capture", _capture_entry, self._context)
         self.stages["capture"].start(self._capture_args())
         if wants_video(self.config):
             self.stages["compositor"] = _Stage("compositor", _compositor_entry, self._context)
             self.stages["compositor"].start(self._compositor_args())
+
+    def _wait_for_worker(self) -> bool:
+        """Let the engine load before audio flows, so captions start in real time."""
+        worker = self.stages["asr"]
+        while "asr" not in self._reports:
+            if self._stop_requested.is_set() or self._error is not None:
+                return False
+            if worker.exited:
+                self._drain_events()
+                if self._error is None:
+                    self._error = (
+                        f"the ASR worker exited while loading (code {worker.process.exitcode}); "
+                        "run with -v for details"
+                    )
+                return False
+            time.sleep(POLL_S)
+            self._drain_events()
+        return True
 
     def _worker_args(self) -> tuple[Any, ...]:
         resume = {sid: tuple(record.words[-200:]) for sid, record in self._streams.items()}
@@ -262,7 +285,7 @@ class Supervisor:
             self._updates,
             self._stop,
             self._events,
-            self._origin,
+            self._shared_origin,
             resume,
         )
 

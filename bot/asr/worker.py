@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 import numpy as np
@@ -65,9 +66,10 @@ class AsrWorker:
         self,
         engine: Engine,
         config: Config,
-        origin: float,
+        origin: Callable[[], float],
         resume: Mapping[str, tuple[CommittedWord, ...]] | None = None,
     ) -> None:
+        """`origin()` gives the monotonic time of audio time zero (known once audio flows)."""
         self.config = config
         self.transcriber = StreamingTranscriber(engine, config.streaming.options(), clock="wall")
         self._origin = origin
@@ -106,7 +108,7 @@ class AsrWorker:
             first.stream_id,
             task=self.config.task,
             language=self.config.language_or_none,
-            origin=self._origin,
+            origin=self._origin(),
             start=first.start,
             history=history,
         )
@@ -188,13 +190,13 @@ def asr_worker_main(
     updates: queue.Queue,
     stop: Event,
     events: queue.Queue,
-    origin: float,
+    origin: Synchronized,
     resume: Mapping[str, tuple[CommittedWord, ...]] | None = None,
 ) -> None:
     """Process entry: build the engine, then serve until stopped or all streams ended.
 
-    `origin` is the monotonic time of audio time zero (the capture's start), shared by all
-    processes of the bot so caption times are on one clock.
+    `origin` (a shared double) is the monotonic time of audio time zero, set by the supervisor
+    when capture starts, so caption times of every process are on one clock.
     """
     from bot.asr.factory import create_engine_for
 
@@ -204,4 +206,6 @@ def asr_worker_main(
         events.put(StageError("asr", str(error)))
         return
     logger.info("ASR worker ready: %s %s", engine.info.name, engine.info.model)
-    AsrWorker(engine, config, origin, resume).run(chunks, updates, stop, events)
+    worker = AsrWorker(engine, config, lambda: origin.value, resume)
+    events.put(worker.report())
+    worker.run(chunks, updates, stop, events)
