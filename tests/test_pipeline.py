@@ -1,0 +1,191 @@
+"""The meeting bot end to end: capture, ASR worker and compositor processes under the supervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import english_wer
+
+from bot.audio.samples import bundled_sample
+from bot.config import load_config
+from bot.messages import SAMPLE_RATE
+from bot.pipeline import PipelineResult, Supervisor
+
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you,"
+    " ask what you can do for your country."
+)
+LJ_ITEMS = [f"ljspeech_LJ001-{n:04d}" for n in (100, 101, 102, 103)]
+BOT = [sys.executable, "-m", "bot"]
+
+
+def _config(out: Path, **overrides: object):
+    values: dict[str, object] = {
+        "engine.model": "tiny.en",
+        "task": "transcribe",
+        "language": "en",
+        "overlay.enabled": False,
+        "outputs.dir": str(out),
+    }
+    values.update({key.replace("__", "."): value for key, value in overrides.items()})
+    return load_config(None, values)
+
+
+def _text(result: PipelineResult, stream_id: str) -> str:
+    return "".join(w.text for w in result.streams[stream_id].words).strip()
+
+
+def _duration(path: Path) -> float:
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(probe.stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def lj_meeting(tmp_path_factory, load_item) -> tuple[Path, str]:
+    """About 27 s of speech: four LJ Speech sentences with short pauses, as one recording."""
+    pause = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    parts, texts = [], []
+    for item_id in LJ_ITEMS:
+        audio, row = load_item(item_id)
+        parts += [audio, pause]
+        texts.append(row["text"])
+    path = tmp_path_factory.mktemp("meeting") / "meeting.wav"
+    soundfile.write(path, np.concatenate(parts), SAMPLE_RATE)
+    return path, " ".join(texts)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> tuple[PipelineResult, Path]:
+    out = tmp_path_factory.mktemp("demo")
+    config = _config(
+        out,
+        audio__source="sample",
+        sinks__file=str(out / "jfk.mp4"),
+        overlay__enabled=True,
+        overlay__port=0,
+    )
+    return Supervisor(config, out, stem="jfk").run(), out
+
+
+def test_the_bot_captions_the_sample_through_all_three_processes(demo_run) -> None:
+    result, _ = demo_run
+    assert result.ok, result.error
+    assert english_wer(JFK, _text(result, "meeting")) < 0.15
+    assert {"capture", "asr", "compositor"} <= result.reports.keys()
+    assert result.restarts == {"asr": 0, "capture": 0, "compositor": 0}
+
+
+def test_caption_files_hold_the_committed_words(demo_run) -> None:
+    result, out = demo_run
+    words = [w.text.strip() for w in result.streams["meeting"].words]
+    transcript = json.loads((out / "jfk.json").read_text())
+    assert [w["text"].strip() for w in transcript["words"]] == words
+    assert "country" in (out / "jfk.srt").read_text()
+    assert (out / "jfk.vtt").read_text().startswith("WEBVTT")
+
+
+def test_the_video_file_covers_the_audio_and_shows_when_captions_were_drawn(demo_run) -> None:
+    result, out = demo_run
+    audio_s = soundfile.info(bundled_sample()).duration
+    assert audio_s - 0.5 <= _duration(out / "jfk.mp4") <= audio_s + 10
+    drawn = result.latency()["drawn"]
+    assert drawn.words == len(result.streams["meeting"].words)
+    assert 0 < drawn.p50 < 10
+
+
+def test_the_overlay_server_ran_beside_the_bot(demo_run) -> None:
+    result, _ = demo_run
+    assert result.overlay_url is not None and result.overlay_url.startswith("http://127.0.0.1:")
+
+
+def test_a_killed_worker_is_restarted_and_nothing_committed_is_lost(tmp_path, lj_meeting) -> None:
+    path, reference = lj_meeting
+    config = _config(tmp_path, audio__source="file", audio__file=str(path))
+    before_kill: list = []
+
+    def kill_worker_after_some_words(supervisor: Supervisor) -> None:
+        def watch() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                record = supervisor._streams.get("meeting")
+                if record is not None and len(record.words) >= 8:
+                    before_kill.extend(record.words)
+                    os.kill(supervisor.stages["asr"].process.pid, signal.SIGKILL)
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=watch, daemon=True).start()
+
+    supervisor = Supervisor(config, tmp_path, stem="meeting", on_start=kill_worker_after_some_words)
+    result = supervisor.run()
+    assert result.ok, result.error
+    assert result.restarts["asr"] == 1
+    words = result.streams["meeting"].words
+    assert words[: len(before_kill)] == before_kill
+    assert len(words) > len(before_kill) + 10, "the restarted worker captioned the rest"
+    on_disk = json.loads((tmp_path / "meeting.json").read_text())["words"]
+    assert len(on_disk) == len(words)
+    assert english_wer(reference, _text(result, "meeting")) < 0.35
+
+
+def test_ctrl_c_stops_the_bot_and_keeps_the_captions(tmp_path, lj_meeting) -> None:
+    path, _ = lj_meeting
+    bot = subprocess.Popen(
+        [*BOT, "run", "--source", "file", "--file", str(path), "--model", "tiny.en"]
+        + ["--task", "transcribe", "--language", "en", "--no-overlay", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert bot.stdout is not None
+    seen = ""
+    while "." not in seen.partition("Ctrl-C stops")[2]:
+        line = bot.stdout.readline()
+        assert line, f"bot ended early: {bot.stderr.read() if bot.stderr else ''}"
+        seen += line
+    bot.send_signal(signal.SIGINT)
+    out, err = bot.communicate(timeout=20)
+    assert bot.returncode == 0, err
+    assert "Traceback" not in err
+    (transcript,) = tmp_path.glob("meeting-*.json")
+    words = json.loads(transcript.read_text())["words"]
+    assert len(words) >= 5
+
+
+def test_a_missing_audio_device_is_one_line_naming_it(tmp_path) -> None:
+    bot = subprocess.run(
+        [*BOT, "run", "--source", "microphone", "--device", "no-such-mic", "--model", "tiny.en"]
+        + ["--task", "transcribe", "--no-overlay", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bot.returncode == 1
+    errors = [line for line in bot.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1, bot.stderr
+    assert "no-such-mic" in errors[0] and "captionbot devices" in errors[0]
+
+
+def test_a_bad_config_value_is_one_line_naming_the_key(tmp_path) -> None:
+    config = tmp_path / "bot.yaml"
+    config.write_text("video:\n  fps: -3\n")
+    bot = subprocess.run(
+        [*BOT, "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert bot.returncode == 2
+    assert bot.stderr.count("\n") == 1 and "video.fps" in bot.stderr
