@@ -121,7 +121,7 @@ class OutputsConfig(_Section):
 
 
 class Config(_Section):
-    task: Literal["transcribe", "translate"] = "transcribe"
+    task: Literal["transcribe", "translate"] = "translate"
     language: str = "auto"
     engine: EngineConfig = EngineConfig()
     streaming: StreamingConfig = StreamingConfig()

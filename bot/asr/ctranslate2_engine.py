@@ -166,11 +166,7 @@ class CTranslate2Engine:
         if task not in ("transcribe", "translate"):
             raise ConfigError(f"unknown task '{task}': use transcribe or translate")
         if not self.is_multilingual:
-            if task == "translate":
-                raise ConfigError(
-                    f"model '{self.info.model}' is English-only and cannot translate: "
-                    "use a multilingual model such as --model base"
-                )
+            # An English-only model's output is English already: translate = transcribe.
             if language not in (None, "en"):
                 raise ConfigError(
                     f"model '{self.info.model}' is English-only; language '{language}' "
