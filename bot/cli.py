@@ -76,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     _add_bot_options(demo, audio=False)
 
-    commands.add_parser("devices", help="list audio inputs (with monitors) and video devices")
+    devices = commands.add_parser(
+        "devices", help="list audio inputs (with monitors) and video devices"
+    )
+    devices.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     return parser
 
 
