@@ -97,6 +97,7 @@ class SinksConfig(_Section):
 
     virtual_camera: bool = False
     virtual_camera_device: str | None = None
+    virtual_camera_backend: str | None = None
     stream_url: str | None = None
     file: str | None = None
     preview: bool = False

@@ -28,9 +28,7 @@ def list_audio_devices() -> list[AudioDevice]:
     devices = []
     if pulse_available():
         for name, description in pulse_sources().items():
-            devices.append(
-                AudioDevice("pulse", None, name, description, name.endswith(".monitor"))
-            )
+            devices.append(AudioDevice("pulse", None, name, description, name.endswith(".monitor")))
     devices += _portaudio_inputs()
     return devices
 

@@ -309,4 +309,3 @@ def create_audio_source(config: AudioConfig) -> AudioSource:
             "pulseaudio-utils, or name an ALSA loopback input with --device"
         )
     return PyAudioSource(config.device, config.chunk_s)
-
