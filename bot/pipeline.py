@@ -16,6 +16,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,12 @@ import numpy as np
 from bot.config import Config
 from bot.eval.latency import LatencyPercentiles, percentiles
 from bot.messages import (
+    SAMPLE_RATE,
+    AudioChunk,
     CaptionsDrawn,
     CaptionUpdate,
     CommittedWord,
+    EndOfStream,
     StageError,
     StageReport,
 )
@@ -40,6 +44,10 @@ STOP_GRACE_S = 1.6
 # After the audio ended, keep the video running this long so the last captions are seen.
 LINGER_S = 1.5
 COMPOSITOR_QUEUE = 512
+# Audio handed to the worker ahead of time; the rest waits in the supervisor's backlog.
+WORKER_INBOX_S = 2.0
+# Audio kept after it went to the worker, to replay what a crashed worker had not committed.
+REPLAY_S = 30.0
 RESTART_WINDOW_S = 60.0
 MAX_RESTARTS_PER_WINDOW = 5
 
@@ -119,23 +127,44 @@ def _compositor_entry(*args: Any) -> None:  # pragma: no cover - child process
 
 
 class _Stage:
-    """One child process and its restart history."""
+    """One child process, the queues it owns, and its restart history.
 
-    def __init__(self, name: str, entry: Callable[..., None], context: Any) -> None:
+    Every start gets fresh queues: a process killed while it held a queue's lock would
+    otherwise leave that queue blocked for its successor.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        entry: Callable[..., None],
+        context: Any,
+        inbox_size: int | None = None,
+        outbox_size: int | None = None,
+    ) -> None:
         self.name = name
         self.entry = entry
         self.context = context
+        self.inbox_size = inbox_size
+        self.outbox_size = outbox_size
         self.process: Any = None
+        self.inbox: Any = None
+        self.outbox: Any = None
+        self.events: Any = None
         self.restarts = 0
         self._recent_starts: list[float] = []
 
-    def start(self, args: tuple[Any, ...]) -> None:
+    def start(self, make_args: Callable[[_Stage], tuple[Any, ...]]) -> None:
         now = time.monotonic()
         self._recent_starts = [t for t in self._recent_starts if now - t < RESTART_WINDOW_S]
         self._recent_starts.append(now)
-        self.process = self.context.Process(
+        self.close_queues()
+        ctx = self.context
+        self.inbox = None if self.inbox_size is None else ctx.Queue(maxsize=self.inbox_size)
+        self.outbox = None if self.outbox_size is None else ctx.Queue(maxsize=self.outbox_size)
+        self.events = ctx.Queue()
+        self.process = ctx.Process(
             target=_child,
-            args=(self.entry, logging.getLogger().getEffectiveLevel(), args),
+            args=(self.entry, logging.getLogger().getEffectiveLevel(), make_args(self)),
             name=f"captionbot-{self.name}",
             daemon=True,
         )
@@ -160,6 +189,13 @@ class _Stage:
             if self.process.is_alive():
                 self.process.kill()
                 self.process.join(0.5)
+
+    def close_queues(self) -> None:
+        for q in (self.inbox, self.outbox, self.events):
+            if q is not None:
+                q.cancel_join_thread()
+                q.close()
+        self.inbox = self.outbox = self.events = None
 
 
 def wants_video(config: Config) -> bool:
@@ -191,6 +227,7 @@ class Supervisor:
         self._reports: dict[str, StageReport] = {}
         self._error: str | None = None
         self._dropped_captions = 0
+        self._dropped_audio = 0
         self._overlay: Any = None
         self._origin = 0.0
         self._origin_wall = 0.0
@@ -215,11 +252,9 @@ class Supervisor:
     def run(self) -> PipelineResult:
         config = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        chunk_slots = max(4, math.ceil(config.audio.queue_s / config.audio.chunk_s))
-        self._chunks = self._context.Queue(maxsize=chunk_slots)
-        self._updates = self._context.Queue()
-        self._events = self._context.Queue()
-        self._video_updates = self._context.Queue(maxsize=COMPOSITOR_QUEUE)
+        self._backlog_slots = max(4, math.ceil(config.audio.queue_s / config.audio.chunk_s))
+        self._backlog: deque[AudioChunk | EndOfStream] = deque()
+        self._sent: deque[AudioChunk] = deque()
         self._stop = self._context.Event()
         self._shared_origin = self._context.Value("d", 0.0)
         self._video_stop = self._context.Event()
@@ -246,18 +281,30 @@ class Supervisor:
         )
 
     def _start_stages(self) -> None:
-        self.stages["asr"] = _Stage("asr", _worker_entry, self._context)
-        self.stages["asr"].start(self._worker_args())
+        audio = self.config.audio
+        worker = _Stage(
+            "asr",
+            _worker_entry,
+            self._context,
+            inbox_size=max(2, math.ceil(WORKER_INBOX_S / audio.chunk_s)),
+            outbox_size=0,
+        )
+        self.stages["asr"] = worker
+        worker.start(self._worker_args)
         if not self._wait_for_worker():
             return
         self._origin = time.monotonic()
         self._origin_wall = time.time()
         self._shared_origin.value = self._origin
-        self.stages["capture"] = _Stage("capture", _capture_entry, self._context)
-        self.stages["capture"].start(self._capture_args())
+        self.stages["capture"] = _Stage(
+            "capture", _capture_entry, self._context, outbox_size=self._backlog_slots
+        )
+        self.stages["capture"].start(self._capture_args)
         if wants_video(self.config):
-            self.stages["compositor"] = _Stage("compositor", _compositor_entry, self._context)
-            self.stages["compositor"].start(self._compositor_args())
+            self.stages["compositor"] = _Stage(
+                "compositor", _compositor_entry, self._context, inbox_size=COMPOSITOR_QUEUE
+            )
+            self.stages["compositor"].start(self._compositor_args)
 
     def _wait_for_worker(self) -> bool:
         """Let the engine load before audio flows, so captions start in real time."""
@@ -277,28 +324,29 @@ class Supervisor:
             self._drain_events()
         return True
 
-    def _worker_args(self) -> tuple[Any, ...]:
+    def _worker_args(self, stage: _Stage) -> tuple[Any, ...]:
         resume = {sid: tuple(record.words[-200:]) for sid, record in self._streams.items()}
         return (
             self.config,
-            self._chunks,
-            self._updates,
+            stage.inbox,
+            stage.outbox,
             self._stop,
-            self._events,
+            stage.events,
             self._shared_origin,
             resume,
         )
 
-    def _capture_args(self) -> tuple[Any, ...]:
-        return (self.config.audio, self._chunks, self._stop, self._events, self._origin)
+    def _capture_args(self, stage: _Stage) -> tuple[Any, ...]:
+        return (self.config.audio, stage.outbox, self._stop, stage.events, self._origin)
 
-    def _compositor_args(self) -> tuple[Any, ...]:
-        return (self.config, self._video_updates, self._video_stop, self._events)
+    def _compositor_args(self, stage: _Stage) -> tuple[Any, ...]:
+        return (self.config, stage.inbox, self._video_stop, stage.events)
 
     def _loop(self) -> None:
         audio_done_at: float | None = None
         while not self._stop_requested.is_set() and self._error is None:
             self._drain_events()
+            self._relay_audio()
             self._drain_updates(timeout=POLL_S)
             if audio_done_at is not None:
                 if time.monotonic() - audio_done_at >= LINGER_S:
@@ -316,7 +364,8 @@ class Supervisor:
                     if "compositor" not in self.stages:
                         return
                     continue
-                self._restart(worker, self._worker_args)
+                if self._restart(worker, self._worker_args):
+                    self._replay_uncommitted()
             capture = self.stages["capture"]
             if capture.exited and capture.process.exitcode != 0 and self._error is None:
                 self._restart(capture, self._capture_args)
@@ -324,14 +373,14 @@ class Supervisor:
             if compositor is not None and compositor.exited and self._error is None:
                 self._restart(compositor, self._compositor_args)
 
-    def _restart(self, stage: _Stage, args: Callable[[], tuple[Any, ...]]) -> None:
+    def _restart(self, stage: _Stage, args: Callable[[_Stage], tuple[Any, ...]]) -> bool:
         code = stage.process.exitcode
         if not stage.may_restart:
             self._error = (
                 f"the {stage.name} process keeps failing (exit code {code}); "
                 "run with -v for details"
             )
-            return
+            return False
         stage.restarts += 1
         logger.warning(
             "%s process exited with code %s; restarting it (restart %d)",
@@ -339,19 +388,74 @@ class Supervisor:
             code,
             stage.restarts,
         )
-        stage.start(args())
+        stage.start(args)
+        return True
+
+    # -- audio: capture → backlog → worker --------------------------------------------------
+
+    def _relay_audio(self) -> None:
+        """Move captured audio to the worker; the backlog absorbs a busy or restarting worker
+        and drops its oldest audio (counted) beyond `audio.queue_s`."""
+        capture = self.stages.get("capture")
+        while capture is not None and capture.outbox is not None:
+            try:
+                message = capture.outbox.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            self._backlog.append(message)
+        while len(self._backlog) > self._backlog_slots:
+            self._backlog.popleft()
+            self._dropped_audio += 1
+            if self._dropped_audio % 50 == 1:
+                logger.warning("ASR worker is behind: %d audio chunks dropped", self._dropped_audio)
+        worker = self.stages["asr"]
+        while self._backlog and not worker.exited:
+            try:
+                worker.inbox.put_nowait(self._backlog[0])
+            except queue.Full:
+                break
+            message = self._backlog.popleft()
+            if isinstance(message, AudioChunk):
+                self._remember_sent(message)
+
+    def _remember_sent(self, chunk: AudioChunk) -> None:
+        self._sent.append(chunk)
+        horizon = chunk.start - REPLAY_S
+        while self._sent and self._sent[0].start < horizon:
+            self._sent.popleft()
+
+    def _replay_uncommitted(self) -> None:
+        """A new worker hears again the audio after each stream's last committed word (the
+        dead one may have held it in its buffer), so no speech is lost to the crash."""
+        replay = []
+        for chunk in self._sent:
+            record = self._streams.get(chunk.stream_id)
+            committed_end = record.words[-1].end if record and record.words else float("-inf")
+            if chunk.start + len(chunk.samples) / SAMPLE_RATE > committed_end:
+                replay.append(chunk)
+        self._sent.clear()
+        self._backlog.extendleft(reversed(replay))
+        logger.info(
+            "replaying %.1f s of audio to the new worker",
+            sum(len(c.samples) for c in replay) / SAMPLE_RATE,
+        )
 
     # -- routing ----------------------------------------------------------------------------------
 
     def _drain_updates(self, timeout: float) -> None:
+        worker = self.stages.get("asr")
+        updates = worker.outbox if worker is not None else None
+        if updates is None:
+            time.sleep(timeout)
+            return
         try:
-            update = self._updates.get(timeout=timeout) if timeout else self._updates.get_nowait()
+            update = updates.get(timeout=timeout) if timeout else updates.get_nowait()
         except queue.Empty:
             return
         while True:
             self._route(update)
             try:
-                update = self._updates.get_nowait()
+                update = updates.get_nowait()
             except queue.Empty:
                 return
 
@@ -367,9 +471,10 @@ class Supervisor:
                 output.add(update)
             except Exception:  # an output must never stop the captions
                 logger.exception("caption output %s failed", type(output).__name__)
-        if "compositor" in self.stages:
+        compositor = self.stages.get("compositor")
+        if compositor is not None and compositor.inbox is not None:
             try:
-                self._video_updates.put_nowait(update)
+                compositor.inbox.put_nowait(update)
             except queue.Full:
                 self._dropped_captions += 1
                 logger.warning("compositor is behind: caption update dropped")
@@ -409,18 +514,22 @@ class Supervisor:
         return f"{audio.source}:{audio.device if audio.device is not None else 'default'}"
 
     def _drain_events(self) -> None:
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(event, StageError):
-                if self._error is None:
-                    self._error = event.message
-            elif isinstance(event, StageReport):
-                self._reports[event.stage] = event
-            elif isinstance(event, CaptionsDrawn):
-                self._record_drawn(event)
+        for stage in list(self.stages.values()):
+            while stage.events is not None:
+                try:
+                    event = stage.events.get_nowait()
+                except (queue.Empty, OSError, ValueError):
+                    break
+                self._handle_event(event)
+
+    def _handle_event(self, event: object) -> None:
+        if isinstance(event, StageError):
+            if self._error is None:
+                self._error = event.message
+        elif isinstance(event, StageReport):
+            self._reports[event.stage] = event
+        elif isinstance(event, CaptionsDrawn):
+            self._record_drawn(event)
 
     def _record_drawn(self, event: CaptionsDrawn) -> None:
         record = self._streams.get(event.stream_id)
@@ -477,9 +586,8 @@ class Supervisor:
             self._close(sender)
         if self._overlay is not None:
             self._overlay.stop()
-        for q in (self._chunks, self._updates, self._events, self._video_updates):
-            q.cancel_join_thread()
-            q.close()
+        for stage in self.stages.values():
+            stage.close_queues()
 
     @staticmethod
     def _close(output: CaptionOutput) -> None:

@@ -76,8 +76,6 @@ def demo_run(tmp_path_factory) -> tuple[PipelineResult, Path]:
         out,
         audio__source="sample",
         sinks__file=str(out / "jfk.mp4"),
-        overlay__enabled=True,
-        overlay__port=0,
     )
     return Supervisor(config, out, stem="jfk").run(), out
 
@@ -106,11 +104,6 @@ def test_the_video_file_covers_the_audio_and_shows_when_captions_were_drawn(demo
     drawn = result.latency()["drawn"]
     assert drawn.words == len(result.streams["meeting"].words)
     assert 0 < drawn.p50 < 10
-
-
-def test_the_overlay_server_ran_beside_the_bot(demo_run) -> None:
-    result, _ = demo_run
-    assert result.overlay_url is not None and result.overlay_url.startswith("http://127.0.0.1:")
 
 
 def test_a_killed_worker_is_restarted_and_nothing_committed_is_lost(tmp_path, lj_meeting) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.audio.sources import pulse_available, pulse_sources
+from bot.audio.sources import pulse_available, pulse_sources, quiet_stderr
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ def _portaudio_inputs() -> list[AudioDevice]:
     except ImportError:
         return []
     # PortAudio prints ALSA probing noise on stderr; keep the listing clean.
-    with _quiet_stderr():
+    with quiet_stderr():
         audio = pyaudio.PyAudio()
         try:
             infos = [audio.get_device_info_by_index(i) for i in range(audio.get_device_count())]
@@ -58,18 +56,6 @@ def _portaudio_inputs() -> list[AudioDevice]:
         for info in infos
         if info["maxInputChannels"] > 0
     ]
-
-
-@contextlib.contextmanager
-def _quiet_stderr():
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def list_video_devices() -> list[str]:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -220,7 +222,8 @@ class PyAudioSource:
     def open(self) -> None:
         import pyaudio
 
-        self._audio = pyaudio.PyAudio()
+        with quiet_stderr():
+            self._audio = pyaudio.PyAudio()
         try:
             info = self._find(self._audio)
         except DeviceError:
@@ -233,14 +236,15 @@ class PyAudioSource:
         self._channels = channels
         self._resampler = Resampler(rate, channels)
         try:
-            self._stream = self._audio.open(
-                format=pyaudio.paFloat32,
-                channels=channels,
-                rate=rate,
-                input=True,
-                input_device_index=int(info["index"]),
-                frames_per_buffer=self._frames,
-            )
+            with quiet_stderr():
+                self._stream = self._audio.open(
+                    format=pyaudio.paFloat32,
+                    channels=channels,
+                    rate=rate,
+                    input=True,
+                    input_device_index=int(info["index"]),
+                    frames_per_buffer=self._frames,
+                )
         except OSError as error:
             self.close()
             raise DeviceError(f"cannot open audio device {self.name}: {error}") from None
@@ -309,3 +313,16 @@ def create_audio_source(config: AudioConfig) -> AudioSource:
             "pulseaudio-utils, or name an ALSA loopback input with --device"
         )
     return PyAudioSource(config.device, config.chunk_s)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: PortAudio prints ALSA/JACK probing noise there."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
