@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.audio.pulse import PulseServer  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.eval.metrics import word_error  # noqa: E402
 from bot.messages import SAMPLE_RATE  # noqa: E402
@@ -39,48 +39,6 @@ from bot.pipeline import PipelineResult, Supervisor  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SINK = "captionbot_bench"
-
-
-class PrivatePulse:
-    """A PulseAudio server of our own (runtime dir under tmp) with one null sink."""
-
-    def __init__(self, runtime: Path) -> None:
-        self.runtime = runtime
-        self.env = dict(os.environ, PULSE_RUNTIME_PATH=str(runtime), XDG_RUNTIME_DIR=str(runtime))
-
-    def __enter__(self) -> PrivatePulse:
-        if shutil.which("pulseaudio") is None:
-            raise SystemExit(
-                "pulseaudio is not installed (apt install pulseaudio pulseaudio-utils)"
-            )
-        self.runtime.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                "pulseaudio",
-                "-n",
-                "--daemonize=yes",
-                "--exit-idle-time=-1",
-                "--load=module-native-protocol-unix auth-anonymous=1",
-                f"--load=module-null-sink sink_name={SINK} norewinds=1",
-            ],
-            env=self.env,
-            check=True,
-            capture_output=True,
-        )
-        for _ in range(50):
-            if subprocess.run(["pactl", "info"], env=self.env, capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        os.environ.update(PULSE_RUNTIME_PATH=str(self.runtime), XDG_RUNTIME_DIR=str(self.runtime))
-        return self
-
-    def play(self, path: Path) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["paplay", f"--device={SINK}", str(path)], env=self.env, stderr=subprocess.DEVNULL
-        )
-
-    def __exit__(self, *_: object) -> None:
-        subprocess.run(["pactl", "exit"], env=self.env, capture_output=True)
 
 
 class RssSampler:
@@ -167,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         path, reference, duration = _recording(args.item, args.minutes, folder)
-        with PrivatePulse(folder / "pulse") as pulse:
+        with PulseServer(folder / "pulse", [SINK]) as pulse:
             config = load_config(
                 None,
                 {
@@ -188,7 +146,7 @@ def main() -> None:
             player: list[subprocess.Popen] = []
 
             def play(supervisor: Supervisor) -> None:
-                player.append(pulse.play(path))
+                player.append(pulse.play(path, SINK))
                 sampler.start()
 
                 def stop_when_played() -> None:

@@ -31,6 +31,8 @@ from bot.messages import SAMPLE_RATE
 logger = logging.getLogger(__name__)
 
 DEVICES_HINT = "run `captionbot devices` to list them"
+# How often a sound-server source is checked to still exist (seconds).
+PRESENCE_CHECK_S = 1.0
 
 
 class DeviceLost(Exception):
@@ -55,8 +57,9 @@ class AudioSource(Protocol):
 class FileSource:
     """A recording played at real-time speed, paced by the wall clock."""
 
-    def __init__(self, path: Path, chunk_s: float) -> None:
+    def __init__(self, path: Path, chunk_s: float, realtime: bool = True) -> None:
         self.path = Path(path)
+        self.realtime = realtime
         self.name = f"file {self.path.name}"
         self.chunk = max(1, round(chunk_s * SAMPLE_RATE))
         self._audio = np.zeros(0, dtype=np.float32)
@@ -76,7 +79,7 @@ class FileSource:
         end = min(self._position + self.chunk, len(self._audio))
         due = self._started + end / SAMPLE_RATE
         delay = due - time.monotonic()
-        if delay > 0:
+        if self.realtime and delay > 0:
             time.sleep(delay)
         samples = self._audio[self._position : end]
         self._position = end
@@ -143,6 +146,8 @@ class PulseSource:
         if device not in known:
             raise DeviceError(f"audio device '{device}' not found: {DEVICES_HINT}")
         self.name = f"pulse {device}"
+        self._device = device
+        self._checked = time.monotonic()
         self._process = subprocess.Popen(
             [
                 "parec",
@@ -165,6 +170,12 @@ class PulseSource:
         if len(data) < self.chunk_bytes:
             error = self._process.stderr.read().decode(errors="replace").strip()
             raise DeviceLost(f"{self.name} stopped: {error or 'parec ended'}")
+        # When a source disappears the server moves its recordings elsewhere without a word;
+        # we would caption the wrong audio, so treat that as a lost device.
+        if time.monotonic() - self._checked >= PRESENCE_CHECK_S:
+            self._checked = time.monotonic()
+            if self._device not in pulse_sources():
+                raise DeviceLost(f"{self.name} disappeared")
         return np.frombuffer(data, dtype="<f4").astype(np.float32)
 
     def close(self) -> None:
