@@ -90,6 +90,7 @@ class CaptionRenderer:
         load_font(style.font, style.font_size, False)  # a bad font path fails at start
         self._text: tuple[str, str] | None = None
         self._strip: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        self.lines: list[str] = []  # the lines drawn now
         self.renders = 0
 
     def set_text(self, committed: str, tentative: str) -> bool:
@@ -120,12 +121,14 @@ class CaptionRenderer:
         tokens = [_Token(t, True) for t in committed.split()]
         tokens += [_Token(t, False) for t in tentative.split()]
         if not tokens:
+            self.lines = []
             return None
         style = self.style
         font = load_font(style.font, style.font_size, needs_cjk_font(committed + tentative))
         pad = round(style.font_size * PADDING)
         max_text_w = max(int(self.width * style.max_width) - 2 * pad, style.font_size)
         lines = self._wrap(tokens, font, max_text_w)[-style.lines :]
+        self.lines = [" ".join(t.text for t in line) for line in lines]
         line_h = round(style.font_size * LINE_SPACING)
         space = font.getlength(" ")
         text_w = max(

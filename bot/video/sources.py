@@ -97,7 +97,7 @@ class ScreenSource:
                 "screen capture needs an X display: set video.display (e.g. ':0') or DISPLAY"
             )
         try:
-            self._grabber = mss.mss(display=display)
+            self._grabber = mss.MSS(display=display)
         except Exception as error:  # mss raises its own ScreenShotError and others
             raise DeviceError(f"cannot open X display {display}: {error}") from None
         monitor = self._grabber.monitors[1 if len(self._grabber.monitors) > 1 else 0]
