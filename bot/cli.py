@@ -336,7 +336,8 @@ def _run_bot(config, out_dir: Path, stem: str | None) -> int:
 
     def started(supervisor: Supervisor) -> None:
         if supervisor.overlay_url:
-            print(f"overlay: {supervisor.overlay_url}captions.html  (OBS browser source)")
+            print(f"OBS browser source: {supervisor.overlay_page('captions.html')}")
+            print(f"live transcript:    {supervisor.overlay_page('live.html')}")
         print("captioning; Ctrl-C stops", flush=True)
 
     supervisor = Supervisor(config, out_dir, stem=stem, on_update=live.update, on_start=started)

@@ -243,6 +243,10 @@ class Supervisor:
     def overlay_url(self) -> str | None:
         return self._overlay.url if self._overlay is not None else None
 
+    def overlay_page(self, page: str) -> str | None:
+        """The URL of an overlay page (with the token when one is set)."""
+        return self._overlay.page_url(page) if self._overlay is not None else None
+
     def committed_text(self, stream_id: str) -> str:
         record = self._streams.get(stream_id)
         return "".join(w.text for w in record.words).strip() if record else ""
@@ -547,7 +551,9 @@ class Supervisor:
             return
         from bot.overlay.server import OverlayServer
 
-        self._overlay = OverlayServer(self.config.overlay)
+        self._overlay = OverlayServer(
+            self.config.overlay, default_stream=self.config.audio.stream_id
+        )
         self._overlay.start()
         logger.info("overlay at %s", self._overlay.url)
 
