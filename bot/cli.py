@@ -106,6 +106,9 @@ def _add_bot_options(parser: argparse.ArgumentParser, audio: bool = True) -> Non
         "--no-overlay", dest="overlay", action="store_false", default=None, help="no web overlay"
     )
     web.add_argument("--overlay-port", type=int, help="overlay server port (overlay.port)")
+    cc = parser.add_argument_group("closed captions")
+    cc.add_argument("--zoom-url", help="Zoom API token URL for closed captions")
+    cc.add_argument("--youtube-url", help="YouTube Live caption ingestion URL")
 
 
 def _add_pace_options(parser: argparse.ArgumentParser, realtime_default: bool) -> None:
@@ -293,6 +296,8 @@ def _bot_overrides(args: argparse.Namespace) -> dict[str, object]:
         "sinks.preview": args.preview,
         "overlay.enabled": args.overlay,
         "overlay.port": args.overlay_port,
+        "outputs.zoom_cc_url": args.zoom_url,
+        "outputs.youtube_cc_url": args.youtube_url,
     }
     if getattr(args, "file", None):
         overrides["audio.source"] = args.source or "file"

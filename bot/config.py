@@ -119,6 +119,7 @@ class OutputsConfig(_Section):
     formats: tuple[Literal["json", "srt", "vtt", "txt"], ...] = ("json", "srt", "vtt", "txt")
     zoom_cc_url: str | None = None
     youtube_cc_url: str | None = None
+    cc_language: str = "en-US"
 
 
 class Config(_Section):

@@ -564,7 +564,8 @@ class Supervisor:
             from bot.outputs.caption_api import YouTubeCaptionSender, ZoomCaptionSender
 
             if outputs.zoom_cc_url:
-                senders.append(_SenderOutput(ZoomCaptionSender(outputs.zoom_cc_url)))
+                zoom = ZoomCaptionSender(outputs.zoom_cc_url, lang=outputs.cc_language)
+                senders.append(_SenderOutput(zoom))
             if outputs.youtube_cc_url:
                 senders.append(_SenderOutput(YouTubeCaptionSender(outputs.youtube_cc_url)))
         return senders
