@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -69,15 +70,36 @@ def lj_meeting(tmp_path_factory, load_item) -> tuple[Path, str]:
     return path, " ".join(texts)
 
 
+class _ZoomEndpoint(BaseHTTPRequestHandler):
+    received: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        _ZoomEndpoint.received.append(body)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> tuple[PipelineResult, Path]:
     out = tmp_path_factory.mktemp("demo")
+    zoom = ThreadingHTTPServer(("127.0.0.1", 0), _ZoomEndpoint)
+    threading.Thread(target=zoom.serve_forever, daemon=True).start()
     config = _config(
         out,
         audio__source="sample",
         sinks__file=str(out / "jfk.mp4"),
+        overlay__enabled=True,
+        overlay__port=0,
+        outputs__zoom_cc_url=f"http://127.0.0.1:{zoom.server_address[1]}/cc?id=1",
     )
-    return Supervisor(config, out, stem="jfk").run(), out
+    try:
+        return Supervisor(config, out, stem="jfk").run(), out
+    finally:
+        zoom.shutdown()
 
 
 def test_the_bot_captions_the_sample_through_all_three_processes(demo_run) -> None:
@@ -104,6 +126,13 @@ def test_the_video_file_covers_the_audio_and_shows_when_captions_were_drawn(demo
     drawn = result.latency()["drawn"]
     assert drawn.words == len(result.streams["meeting"].words)
     assert 0 < drawn.p50 < 10
+
+
+def test_the_overlay_server_and_the_zoom_captions_ran_beside_the_bot(demo_run) -> None:
+    result, _ = demo_run
+    assert result.overlay_url is not None and result.overlay_url.startswith("http://127.0.0.1:")
+    sent = " ".join(_ZoomEndpoint.received)
+    assert sent.split() == _text(result, "meeting").split()
 
 
 def test_a_killed_worker_is_restarted_and_nothing_committed_is_lost(tmp_path, lj_meeting) -> None:
