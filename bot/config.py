@@ -51,7 +51,7 @@ class StreamingConfig(_Section):
 class AudioConfig(_Section):
     """Where the meeting audio comes from (the capture process)."""
 
-    source: Literal["sample", "file", "loopback", "microphone", "stdin"] = "sample"
+    source: Literal["loopback", "microphone", "file", "stdin", "sample"] = "loopback"
     device: str | int | None = None
     file: str | None = None
     stdin_format: Literal["s16le", "f32le"] = "s16le"
