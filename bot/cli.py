@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(demo)
     _add_bot_options(demo, audio=False)
 
+    overlay = commands.add_parser(
+        "overlay", help="serve the overlay pages alone, following a live caption JSON file"
+    )
+    overlay.add_argument("--follow", type=Path, required=True, help="<stem>.json of a bot")
+    overlay.add_argument("--config", type=Path, help="YAML configuration (overlay keys)")
+    overlay.add_argument(
+        "--host", help="address to bind (overlay.host; beyond 127.0.0.1 needs --token)"
+    )
+    overlay.add_argument("--port", type=int, help="port (overlay.port)")
+    overlay.add_argument("--token", help="token every page and socket must carry")
+    overlay.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
     devices = commands.add_parser(
         "devices", help="list audio inputs (with monitors) and video devices"
     )
@@ -156,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "devices":
             return _devices()
+        if args.command == "overlay":
+            return _overlay(args)
         if args.command == "run":
             return _run(args)
         return _demo(args)
@@ -353,6 +367,33 @@ def _run_bot(config, out_dir: Path, stem: str | None) -> int:
     print_bot_summary(result, config)
     if result.error:
         raise CaptionbotError(result.error)
+    return EXIT_OK
+
+
+def _overlay(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from bot.config import load_config
+    from bot.overlay.follow import follow
+    from bot.overlay.server import OverlayServer
+
+    config = load_config(
+        args.config,
+        {"overlay.host": args.host, "overlay.port": args.port, "overlay.token": args.token},
+    )
+    server = OverlayServer(config.overlay)
+    server.start()
+    print(f"OBS browser source: {server.page_url('captions.html')}")
+    print(f"live transcript:    {server.page_url('live.html')}")
+    print(f"following {args.follow}; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
+    try:
+        follow(args.follow, server.publish, stop)
+    finally:
+        server.stop()
     return EXIT_OK
 
 

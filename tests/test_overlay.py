@@ -244,3 +244,40 @@ def test_live_page_keeps_the_history_and_a_token_is_required_beyond_loopback(bro
         page.close()
     finally:
         overlay.stop()
+
+
+def test_captionbot_overlay_serves_a_live_caption_file_as_it_grows(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from bot.outputs.live_files import LiveCaptionFiles
+
+    files = LiveCaptionFiles(tmp_path, "meeting", formats=("json",), flush_every_s=0)
+    files.add(_update("first part of the talk", "and"))
+    overlay = subprocess.Popen(
+        [sys.executable, "-m", "bot", "overlay", "--follow", str(tmp_path / "meeting.json")]
+        + ["--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert overlay.stdout is not None
+        url = overlay.stdout.readline().split()[-1].replace("captions.html", "")
+
+        def committed() -> str:
+            return json.loads(_get(url + "api/transcript")[1])["committed"]
+
+        deadline = time.monotonic() + 10
+        while committed() != "first part of the talk" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert committed() == "first part of the talk"
+        files.add(_update("and the second part."))
+        while "second" not in committed() and time.monotonic() < deadline + 5:
+            time.sleep(0.1)
+        assert committed() == "first part of the talk and the second part."
+    finally:
+        overlay.send_signal(signal.SIGINT)
+        overlay.wait(10)
+    assert overlay.returncode == 0
