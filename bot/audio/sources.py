@@ -260,6 +260,17 @@ class PyAudioSource:
             self.close()
             raise DeviceError(f"cannot open audio device {self.name}: {error}") from None
 
+    def _describe(self) -> dict:
+        """PortAudio's description of the device (DeviceError if there is none such)."""
+        import pyaudio
+
+        with quiet_stderr():
+            audio = pyaudio.PyAudio()
+        try:
+            return self._find(audio)
+        finally:
+            audio.terminate()
+
     def _find(self, audio) -> dict:
         inputs = [
             audio.get_device_info_by_index(i)
@@ -314,16 +325,30 @@ def create_audio_source(config: AudioConfig) -> AudioSource:
     if config.source == "stdin":
         return StdinSource(config.stdin_format, config.stdin_rate, config.chunk_s)
     monitor = config.source == "loopback"
-    if isinstance(config.device, int):
-        return PyAudioSource(config.device, config.chunk_s)
-    if pulse_available():
+    if isinstance(config.device, int) or str(config.device).isdigit():
+        return PyAudioSource(int(str(config.device)), config.chunk_s)
+    if pulse_available() and (
+        config.device is None
+        or config.device in pulse_sources()
+        # Neither backend knows it: PulseSource.open says so and points to `captionbot devices`.
+        or not _is_portaudio_input(config.device)
+    ):
         return PulseSource(config.device, config.chunk_s, monitor)
-    if monitor:
+    if monitor and config.device is None:
         raise DeviceError(
             "loopback capture needs PulseAudio or PipeWire (pactl and parec): install "
             "pulseaudio-utils, or name an ALSA loopback input with --device"
         )
     return PyAudioSource(config.device, config.chunk_s)
+
+
+def _is_portaudio_input(name: str | None) -> bool:
+    """Whether a PortAudio input's name contains `name` (e.g. ALSA's "pulse" device)."""
+    try:
+        PyAudioSource(name, 0.1)._describe()
+    except (DeviceError, ImportError):
+        return False
+    return True
 
 
 @contextlib.contextmanager
