@@ -3,9 +3,12 @@ the resampler, the sound-server device list, and which source a configuration ge
 
 from __future__ import annotations
 
+import os
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
@@ -13,14 +16,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.audio.capture import Capture
 from bot.audio.devices import format_devices, list_audio_devices
 from bot.audio.pulse import PulseServer
 from bot.audio.resample import Resampler
 from bot.audio.samples import bundled_sample
-from bot.audio.sources import FileSource, PulseSource, PyAudioSource, create_audio_source
+from bot.audio.sources import (
+    FileSource,
+    PulseSource,
+    PyAudioSource,
+    StdinSource,
+    create_audio_source,
+)
 from bot.config import AudioConfig
 from bot.errors import AudioInputError, DeviceError
-from bot.messages import SAMPLE_RATE
+from bot.messages import SAMPLE_RATE, StageReport
 
 SINK = "call_app"
 
@@ -129,21 +139,37 @@ def test_the_sample_source_plays_the_bundled_speech_and_a_missing_file_is_an_inp
         create_audio_source(AudioConfig(source="file"))
 
 
-def test_stdin_capture_as_a_cli_pipe_reads_until_the_writer_closes(shared_data, manifest) -> None:
-    row = manifest["ljspeech_LJ001-0104"]
-    code = (
-        "import sys, numpy as np; from bot.audio.sources import StdinSource; "
-        "s = StdinSource('f32le', 16000, 0.1); s.open(); n = 0\n"
-        "while (c := s.read()) is not None: n += len(c)\n"
-        "print(n)"
+CAPTURE_FROM_STDIN = """
+import multiprocessing as mp, queue, time
+from bot.audio.capture import capture_main
+from bot.config import AudioConfig
+from bot.messages import AudioChunk, EndOfStream
+
+if __name__ == "__main__":
+    context = mp.get_context("spawn")
+    chunks, events, stop = context.Queue(), context.Queue(), context.Event()
+    config = AudioConfig(source="stdin", stdin_format="s16le", stdin_rate=48000)
+    process = context.Process(
+        target=capture_main, args=(config, chunks, stop, events, time.monotonic())
     )
+    process.start()
+    samples = 0
+    while not isinstance(message := chunks.get(timeout=30), EndOfStream):
+        samples += len(message.samples)
+    process.join(5)
+    print(samples, process.exitcode)
+"""
+
+
+def test_pcm_piped_into_the_bot_reaches_the_capture_process(shared_data, manifest) -> None:
+    row = manifest["ljspeech_LJ001-0104"]
     decoder = subprocess.Popen(
         ["ffmpeg", "-v", "error", "-i", str(shared_data / row["audio"])]
-        + ["-f", "f32le", "-ac", "1", "-ar", "16000", "-"],
+        + ["-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
         stdout=subprocess.PIPE,
     )
-    reader = subprocess.run(
-        [sys.executable, "-c", code],
+    bot = subprocess.run(
+        [sys.executable, "-c", CAPTURE_FROM_STDIN],
         stdin=decoder.stdout,
         capture_output=True,
         text=True,
@@ -151,5 +177,24 @@ def test_stdin_capture_as_a_cli_pipe_reads_until_the_writer_closes(shared_data, 
         cwd=Path(__file__).parent.parent,
     )
     decoder.wait()
-    assert reader.returncode == 0, reader.stderr
-    assert int(reader.stdout) / SAMPLE_RATE == pytest.approx(row["duration_s"], abs=0.01)
+    assert bot.returncode == 0, bot.stderr
+    samples, exitcode = bot.stdout.split()
+    assert int(samples) / SAMPLE_RATE == pytest.approx(row["duration_s"], abs=0.02)
+    assert exitcode == "0"
+
+
+def test_capture_from_a_silent_stdin_stops_when_asked() -> None:
+    read_end, write_end = os.pipe()
+    config = AudioConfig(source="stdin")
+    with os.fdopen(read_end, "rb") as pipe, os.fdopen(write_end, "wb"):
+        source = StdinSource("s16le", 16000, 0.1, stream=pipe)
+        events: queue.Queue = queue.Queue()
+        capture = Capture(source, config, queue.Queue(), events, time.monotonic())
+        stop = threading.Event()
+        thread = threading.Thread(target=capture.run, args=(stop,))
+        thread.start()
+        time.sleep(0.5)
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive(), "capture hung on a silent stdin"
+    assert isinstance(events.queue[-1], StageReport) and capture.counters.chunks == 0

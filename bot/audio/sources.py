@@ -13,9 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,27 +90,51 @@ class FileSource:
 
 
 class StdinSource:
-    """Raw mono PCM from standard input, converted to 16 kHz float32."""
+    """Raw mono PCM from standard input, converted to 16 kHz float32.
 
-    def __init__(self, fmt: str, rate: int, chunk_s: float, stream: BinaryIO | None = None) -> None:
+    Reads file descriptor 0 itself: in a multiprocessing child `sys.stdin` is /dev/null while
+    descriptor 0 is still the pipe the bot was started with. A read waits at most `wait_s`, so
+    the capture loop can notice `stop` while the writer is silent."""
+
+    def __init__(
+        self,
+        fmt: str,
+        rate: int,
+        chunk_s: float,
+        stream: BinaryIO | None = None,
+        wait_s: float = 0.2,
+    ) -> None:
         self.name = f"stdin {fmt} {rate} Hz"
         self.dtype = np.dtype("<i2") if fmt == "s16le" else np.dtype("<f4")
         self.frame_bytes = round(chunk_s * rate) * self.dtype.itemsize
         self.rate = rate
-        self._stream = stream
+        self.wait_s = wait_s
+        self._fd = stream.fileno() if stream is not None else 0
+        self._pending = b""
+        self._ended = False
         self._resampler = Resampler(rate, 1)
 
     def open(self) -> None:
-        if self._stream is None:
-            self._stream = sys.stdin.buffer
+        pass
 
     def read(self) -> np.ndarray | None:
-        assert self._stream is not None
-        data = _read_exactly(self._stream, self.frame_bytes)
-        usable = len(data) - len(data) % self.dtype.itemsize
-        if not usable:
+        """A chunk; an empty array when nothing arrived within `wait_s`; None at end of input."""
+        deadline = time.monotonic() + self.wait_s
+        while not self._ended and len(self._pending) < self.frame_bytes:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                break
+            data = os.read(self._fd, self.frame_bytes - len(self._pending))
+            if not data:
+                self._ended = True
+            self._pending += data
+        usable = len(self._pending) - len(self._pending) % self.dtype.itemsize
+        if self._ended and not usable:
             return None
-        samples = np.frombuffer(data[:usable], dtype=self.dtype).astype(np.float32)
+        if len(self._pending) < self.frame_bytes and not self._ended:
+            return np.zeros(0, dtype=np.float32)
+        data, self._pending = self._pending[:usable], self._pending[usable:]
+        samples = np.frombuffer(data, dtype=self.dtype).astype(np.float32)
         if self.dtype.kind == "i":
             samples /= 32768.0
         return self._resampler.convert(samples.reshape(-1, 1))
