@@ -183,7 +183,7 @@ def test_json_holds_metadata_words_and_caption_updates(jfk_run) -> None:
     assert transcript["duration_s"] == pytest.approx(row["duration_s"], abs=0.05)
     assert transcript["model"] == "tiny.en"
     assert transcript["engine"] == "ctranslate2"
-    assert transcript["task"] == "transcribe"
+    assert transcript["task"] == "translate"  # the default; English-only = transcribe
     assert transcript["language"] == "en"
     assert transcript["words"] and transcript["updates"]
     assert all(word.keys() >= WORD_KEYS for word in transcript["words"])

@@ -66,9 +66,14 @@ class ConfigRun:
 
 def reference_for(item: EvalItem, task: str) -> tuple[str | None, str | None]:
     """The text a hypothesis is scored against, and its language: the English translation
-    when the task is translation (None when the dataset has none), else the transcript."""
+    when the task is translation (the transcript itself for English speech; None when the
+    dataset has none), else the transcript."""
     if task == "translate":
-        return (item.translation, "en") if item.translation else (None, None)
+        if item.translation:
+            return item.translation, "en"
+        if item.language == "en":
+            return item.text, "en"
+        return None, None
     return item.text, item.language
 
 
