@@ -201,6 +201,7 @@ def _report(
             f"| compositor ms/frame avg / p90 | {c.get('ms_per_frame_avg', float('nan')):.2f} / "
             f"{c.get('ms_per_frame_p90', float('nan')):.2f} |"
         )
+        print(f"| compositor CPU ms/frame (all its threads) | {c.get('cpu_ms_per_frame', 0):.2f} |")
         print(
             f"| frames sent / dropped | {c.get('frames', 0):.0f}"
             f" / {c.get('dropped_frames', 0):.0f} |"

@@ -60,6 +60,7 @@ class Compositor:
         self.frames = 0
         self.dropped_frames = 0
         self.times = FrameTimes()
+        self._cpu_start = time.process_time()
 
     def run(self, updates: queue.Queue, stop: Event, events: queue.Queue) -> None:
         source: VideoSource | None = None
@@ -151,6 +152,10 @@ class Compositor:
                 "dropped_frames": float(self.dropped_frames),
                 "sink_dropped_frames": float(sink_drops),
                 "caption_renders": float(self.renderer.renders),
+                # all threads of this process (drawing, blending, feeding ffmpeg), per frame
+                "cpu_ms_per_frame": round(
+                    1000 * (time.process_time() - self._cpu_start) / max(self.frames, 1), 3
+                ),
                 **self.times.summary(),
             },
         )
