@@ -1,0 +1,63 @@
+"""Word times from the alignment heads' cross-attention, by dynamic time warping.
+
+As openai/whisper's timing.py: normalize each head's attention over tokens, median-filter it
+along time, average the heads, and find the monotonic token→frame path of highest attention.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import median_filter
+
+TOKENS_PER_SECOND = 50  # encoder frames per second
+
+
+def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cheapest monotonic path through `cost` [tokens, frames]: (token indices, frame indices)."""
+    n, m = cost.shape
+    total = np.full((n + 1, m + 1), np.inf)
+    total[0, 0] = 0.0
+    trace = np.zeros((n + 1, m + 1), dtype=np.int8)
+    for i in range(1, n + 1):
+        row_cost = cost[i - 1]
+        for j in range(1, m + 1):
+            diagonal, up, left = total[i - 1, j - 1], total[i - 1, j], total[i, j - 1]
+            if diagonal <= up and diagonal <= left:
+                best, step = diagonal, 0
+            elif up <= left:
+                best, step = up, 1
+            else:
+                best, step = left, 2
+            total[i, j] = row_cost[j - 1] + best
+            trace[i, j] = step
+    i, j = n, m
+    tokens, frames = [], []
+    while i > 0 and j > 0:
+        tokens.append(i - 1)
+        frames.append(j - 1)
+        step = trace[i, j]
+        if step == 0:
+            i, j = i - 1, j - 1
+        elif step == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.array(tokens[::-1]), np.array(frames[::-1])
+
+
+def token_frames(attention: np.ndarray, n_frames: int, filter_width: int = 7) -> np.ndarray:
+    """Per token row, the frame where the path enters it (seconds = frame / 50).
+
+    `attention` [heads, tokens, frames] are the alignment heads' cross-attention weights over
+    the sequence [no-timestamps, text tokens...]; only the first `n_frames` frames hold audio.
+    """
+    weights = attention[:, :, : max(n_frames, 1)].astype(np.float64)
+    weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1e-12)
+    mean = weights.mean(axis=1, keepdims=True)
+    std = weights.std(axis=1, keepdims=True)
+    weights = (weights - mean) / np.maximum(std, 1e-12)
+    weights = median_filter(weights, size=(1, 1, filter_width), mode="nearest")
+    matrix = weights.mean(axis=0)
+    token_index, frame_index = dtw(-matrix)
+    jumps = np.pad(np.diff(token_index), (1, 0), constant_values=1).astype(bool)
+    return frame_index[jumps]
