@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,17 @@ def load_item(shared_data: Path, manifest: dict[str, dict]):
     return load
 
 
+# CAPTIONBOT_TEST_ENGINE=jax runs every engine-based test on the JAX engine instead.
+TEST_ENGINE = os.environ.get("CAPTIONBOT_TEST_ENGINE", "ctranslate2")
+
+
 @pytest.fixture(scope="session")
 def tiny_engine():
     """English-only Whisper tiny (fast): for tests that only need *a* model."""
     from bot.asr.factory import create_engine
     from bot.config import EngineConfig
 
-    return create_engine(EngineConfig(model="tiny.en", name="ctranslate2"))
+    return create_engine(EngineConfig(model="tiny.en", name=TEST_ENGINE))
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +63,23 @@ def base_engine():
     from bot.asr.factory import create_engine
     from bot.config import EngineConfig
 
-    return create_engine(EngineConfig(model="base", name="ctranslate2"))
+    return create_engine(EngineConfig(model="base", name=TEST_ENGINE))
+
+
+@pytest.fixture(scope="session")
+def jax_tiny():
+    from bot.asr.factory import create_engine
+    from bot.config import EngineConfig
+
+    return create_engine(EngineConfig(model="tiny.en", name="jax"))
+
+
+@pytest.fixture(scope="session")
+def jax_base():
+    from bot.asr.factory import create_engine
+    from bot.config import EngineConfig
+
+    return create_engine(EngineConfig(model="base", name="jax"))
 
 
 def english_wer(reference: str, hypothesis: str) -> float:

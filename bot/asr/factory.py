@@ -8,7 +8,6 @@ from bot.asr.ctranslate2_engine import CTranslate2Engine, DecodeOptions
 from bot.asr.engine import Engine
 from bot.asr.models import resolve_model
 from bot.config import Config, EngineConfig
-from bot.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -16,11 +15,21 @@ logger = logging.getLogger(__name__)
 def create_engine(config: EngineConfig) -> Engine:
     backend = config.name
     if backend == "auto":
-        backend = "ctranslate2"
-        logger.info("engine auto: using ctranslate2 (CPU)")
-    if backend == "jax":
-        raise ConfigError("engine 'jax' is not available in this build: use --engine ctranslate2")
+        backend = "jax" if _jax_sees_gpu() else "ctranslate2"
+        logger.info(
+            "engine auto: %s",
+            "jax on the GPU" if backend == "jax" else "ctranslate2 (no GPU visible to jax)",
+        )
     resolved = resolve_model(config.model)
+    if backend == "jax":
+        from bot.asr.jax.engine import JaxEngine
+
+        logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
+        return JaxEngine(
+            resolved.path,
+            resolved.name,
+            options=DecodeOptions(beam_size=1, audio_context=config.audio_context),
+        )
     device = "cpu" if config.device == "auto" else config.device
     logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
     return CTranslate2Engine(
@@ -38,3 +47,12 @@ def create_engine_for(config: Config) -> Engine:
     engine = create_engine(config.engine)
     engine.check_task(config.task, config.language_or_none)
     return engine
+
+
+def _jax_sees_gpu() -> bool:
+    """True when jax is installed with a GPU backend and a GPU is visible."""
+    try:
+        from bot.asr.jax.engine import has_gpu
+    except ImportError:
+        return False
+    return has_gpu()

@@ -101,7 +101,15 @@ class JaxEngine:
             raise ModelNotAvailableError(f"{self.model_path} has no tokenizer.json")
         self._hf_tokenizer = HFTokenizer.from_file(str(tokenizer_file))
         self.is_multilingual = self.dims.n_vocab >= 51865
-        self.supported_languages = tuple(_LANGUAGE_CODES) if self.is_multilingual else ("en",)
+        self.supported_languages = (
+            tuple(
+                code
+                for code in _LANGUAGE_CODES
+                if self._hf_tokenizer.token_to_id(f"<|{code}|>") is not None
+            )
+            if self.is_multilingual
+            else ("en",)
+        )
         self._features = FeatureExtractor(feature_size=self.dims.n_mels)
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._suppress = self._suppressed_tokens()
@@ -139,24 +147,26 @@ class JaxEngine:
         for window in windows:
             self.check_task(window.task, window.language)
         lengths = [len(w.audio) for w in windows]
-        audio, n_frames = self._encode(windows)
-        cross_k, cross_v = whisper.cross_keys_values(self.params, audio, n_head=self.n_text_head)
-        languages = self._languages(cross_k, cross_v, windows)
+        cross_k, cross_v, audio_mask, row_frames = self._encode(windows)
+        languages = self._languages(cross_k, cross_v, audio_mask, windows)
         tokenizers = [self._tokenizer(w.task, lang) for w, (lang, _) in zip(windows, languages)]
         prefixes = [self._prefix(t, w.prompt) for t, w in zip(tokenizers, windows)]
-        decoded = self._decode_with_fallback(cross_k, cross_v, prefixes, tokenizers, lengths)
+        decoded = self._decode_with_fallback(
+            cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths
+        )
         hypotheses = []
         for row, (lang, lang_prob) in enumerate(languages):
             result = decoded[row]
             words: tuple[Word, ...] = ()
             if not self._is_silence(result) and result.tokens:
+                frames = row_frames[row]
                 words = self._words(
-                    cross_k[:, row : row + 1],
-                    cross_v[:, row : row + 1],
+                    cross_k[:, row : row + 1, :, :frames],
+                    cross_v[:, row : row + 1, :, :frames],
                     tokenizers[row],
                     prefixes[row],
                     result.tokens,
-                    min(n_frames, math.ceil(lengths[row] / SAMPLE_RATE * TOKENS_PER_SECOND)),
+                    min(frames, math.ceil(lengths[row] / SAMPLE_RATE * TOKENS_PER_SECOND)),
                     lengths[row] / SAMPLE_RATE,
                 )
                 times = 3 if self._needs_fallback(result) else 2
@@ -205,20 +215,43 @@ class JaxEngine:
             return 30.0
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
 
-    def _encode(self, windows: list[Window]) -> tuple[jnp.ndarray, int]:
-        bucket = max(self.bucket_s(len(w.audio)) for w in windows)
+    def _encode(self, windows: list[Window]):
+        """Cross-attention keys/values of every window, each encoded at its own audio bucket
+        (so a window decodes the same alone or in a batch), padded to the longest with a mask.
+        Returns (cross_k, cross_v, audio_mask [B, T], frames per row)."""
+        buckets = [self.bucket_s(len(w.audio)) for w in windows]
+        groups: dict[float, list[int]] = {}
+        for row, bucket in enumerate(buckets):
+            groups.setdefault(bucket, []).append(row)
+        frames = max(int(b * TOKENS_PER_SECOND) for b in buckets)
+        parts_k, parts_v, order = [], [], []
+        for bucket, rows in groups.items():
+            mels = np.stack([self._mel(windows[r].audio, bucket) for r in rows])
+            dtype = self.params["encoder"]["pos"].dtype
+            audio = whisper.encode(
+                self.params, jnp.asarray(mels, dtype=dtype), n_head=self.n_audio_head
+            )
+            k, v = whisper.cross_keys_values(self.params, audio, n_head=self.n_text_head)
+            pad = [(0, 0)] * 3 + [(0, frames - k.shape[3]), (0, 0)]
+            parts_k.append(jnp.pad(k, pad))
+            parts_v.append(jnp.pad(v, pad))
+            order += rows
+        cross_k = jnp.concatenate(parts_k, axis=1)
+        cross_v = jnp.concatenate(parts_v, axis=1)
+        if order != sorted(order):
+            back = jnp.asarray(np.argsort(order))
+            cross_k, cross_v = cross_k[:, back], cross_v[:, back]
+        row_frames = [int(b * TOKENS_PER_SECOND) for b in buckets]
+        mask = np.arange(frames)[None, :] < np.array(row_frames)[:, None]
+        return cross_k, cross_v, jnp.asarray(mask), row_frames
+
+    def _mel(self, audio: np.ndarray, bucket: float) -> np.ndarray:
         total = int(bucket * SAMPLE_RATE)
         tail = int(self.options.silence_tail_s * SAMPLE_RATE)
-        mels = []
-        for window in windows:
-            padded = np.zeros(total, dtype=np.float32)
-            clipped = window.audio[: total - tail]
-            padded[: len(clipped)] = clipped
-            mel = self._features(padded, padding=0)[:, : total // self._features.hop_length]
-            mels.append(mel)
-        mel_batch = jnp.asarray(np.stack(mels), dtype=self.params["encoder"]["pos"].dtype)
-        audio = whisper.encode(self.params, mel_batch, n_head=self.n_audio_head)
-        return audio, audio.shape[1]
+        padded = np.zeros(total, dtype=np.float32)
+        clipped = audio[: total - tail]
+        padded[: len(clipped)] = clipped
+        return self._features(padded, padding=0)[:, : total // self._features.hop_length]
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -249,7 +282,9 @@ class JaxEngine:
             prefix = [tokenizer.sot_prev, *prompt_tokens]
         return [*prefix, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
-    def _languages(self, cross_k, cross_v, windows: list[Window]) -> list[tuple[str, float]]:
+    def _languages(
+        self, cross_k, cross_v, audio_mask, windows: list[Window]
+    ) -> list[tuple[str, float]]:
         if not self.is_multilingual:
             return [("en", 1.0)] * len(windows)
         unknown = [i for i, w in enumerate(windows) if w.language is None]
@@ -290,7 +325,7 @@ class JaxEngine:
         return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
 
     def _decode_with_fallback(
-        self, cross_k, cross_v, prefixes, tokenizers, lengths
+        self, cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths
     ) -> list[_Decoded]:
         results: list[_Decoded | None] = [None] * len(prefixes)
         pending = list(range(len(prefixes)))
@@ -299,6 +334,7 @@ class JaxEngine:
             decoded = self._generate(
                 cross_k[:, rows],
                 cross_v[:, rows],
+                audio_mask[rows],
                 [prefixes[r] for r in pending],
                 [tokenizers[r] for r in pending],
                 [lengths[r] for r in pending],
@@ -317,7 +353,7 @@ class JaxEngine:
         return [r for r in results if r is not None]
 
     def _generate(
-        self, cross_k, cross_v, prefixes, tokenizers, lengths, temperature
+        self, cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths, temperature
     ) -> list[_Decoded]:
         batch = len(prefixes)
         eot = tokenizers[0].eot
@@ -332,7 +368,6 @@ class JaxEngine:
         tokens = np.full((batch, width), eot, dtype=np.int32)
         for row, prefix in enumerate(prefixes):
             tokens[row, : len(prefix)] = prefix
-        audio_mask = jnp.ones((batch, cross_k.shape[3]), bool)
         cache_k, cache_v = self._empty_cache(batch, capacity)
         logits, cache_k, cache_v, _ = whisper.decode(
             self.params,

@@ -1,0 +1,224 @@
+"""The JAX Whisper engine: weights, parity with CTranslate2 on real speech, batching, streaming."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import english_wer
+
+from bot.asr.engine import Window
+from bot.asr.jax.weights import (
+    dimensions_of,
+    load_safetensors,
+    load_weights,
+    read_ct2_variables,
+)
+from bot.asr.models import resolve_model
+from bot.audio.decode import load_audio
+from bot.audio.samples import bundled_sample
+from bot.errors import ModelNotAvailableError
+from bot.messages import SAMPLE_RATE, AudioChunk, EndOfStream
+from bot.streaming.transcriber import StreamingTranscriber
+
+LJ = ["ljspeech_LJ001-0100", "ljspeech_LJ001-0101", "ljspeech_LJ001-0102"]
+GERMAN_FUNCTION_WORDS = {"und", "der", "die", "das", "ist", "nicht", "ein", "eine", "mit", "von"}
+ENGLISH_FUNCTION_WORDS = {"the", "and", "of", "to", "a", "in", "is", "that", "it", "for", "with"}
+
+
+def _text(hypothesis) -> str:
+    return "".join(w.text for w in hypothesis.words).strip()
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    return load_audio(bundled_sample())
+
+
+# -- weights ---------------------------------------------------------------------------------------
+
+
+def _ct2_string(text: str) -> bytes:
+    data = text.encode() + b"\0"
+    return struct.pack("<H", len(data)) + data
+
+
+def test_a_truncated_model_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    source = resolve_model("tiny.en").path / "model.bin"
+    broken = tmp_path / "model.bin"
+    broken.write_bytes(source.read_bytes()[:100_000])
+    with pytest.raises(ModelNotAvailableError, match="model.bin is truncated"):
+        read_ct2_variables(broken)
+
+
+def test_a_model_file_of_another_spec_is_refused(tmp_path: Path) -> None:
+    other = tmp_path / "model.bin"
+    other.write_bytes(struct.pack("<I", 6) + _ct2_string("TransformerSpec") + struct.pack("<I", 1))
+    with pytest.raises(ModelNotAvailableError, match="TransformerSpec model, not Whisper"):
+        read_ct2_variables(other)
+
+
+def test_missing_or_misshaped_variables_are_named() -> None:
+    path = resolve_model("tiny.en").path
+    weights, _ = load_weights(path)
+    missing = dict(weights)
+    del missing["decoder/layer_2/attention/linear_1/weight"]
+    with pytest.raises(ModelNotAvailableError, match="decoder/layer_2/attention/linear_1/weight"):
+        dimensions_of(missing, path)
+    reshaped = dict(weights)
+    reshaped["encoder/layer_0/ffn/linear_0/weight"] = np.zeros((10, 10), np.float32)
+    with pytest.raises(ModelNotAvailableError, match=r"ffn/linear_0/weight has shape \(10, 10\)"):
+        dimensions_of(reshaped, path)
+
+
+def test_a_hugging_face_checkpoint_maps_onto_the_same_variables(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    d, vocab, mels, rng = 64, 100, 80, np.random.default_rng(0)
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    tensors = {
+        "model.encoder.conv1.weight": r(d, mels, 3),
+        "model.encoder.conv1.bias": r(d),
+        "model.encoder.conv2.weight": r(d, d, 3),
+        "model.encoder.conv2.bias": r(d),
+        "model.encoder.embed_positions.weight": r(1500, d),
+        "model.encoder.layer_norm.weight": r(d),
+        "model.encoder.layer_norm.bias": r(d),
+        "model.decoder.embed_tokens.weight": r(vocab, d),
+        "model.decoder.embed_positions.weight": r(448, d),
+        "model.decoder.layer_norm.weight": r(d),
+        "model.decoder.layer_norm.bias": r(d),
+    }
+    for side in ("encoder", "decoder"):
+        p = f"model.{side}.layers.0"
+        for proj in ("q", "k", "v", "out"):
+            tensors[f"{p}.self_attn.{proj}_proj.weight"] = r(d, d)
+            if proj != "k":
+                tensors[f"{p}.self_attn.{proj}_proj.bias"] = r(d)
+        for norm in ("self_attn_layer_norm", "final_layer_norm"):
+            tensors[f"{p}.{norm}.weight"], tensors[f"{p}.{norm}.bias"] = r(d), r(d)
+        tensors[f"{p}.fc1.weight"], tensors[f"{p}.fc1.bias"] = r(4 * d, d), r(4 * d)
+        tensors[f"{p}.fc2.weight"], tensors[f"{p}.fc2.bias"] = r(d, 4 * d), r(d)
+        if side == "decoder":
+            for proj in ("q", "k", "v", "out"):
+                tensors[f"{p}.encoder_attn.{proj}_proj.weight"] = r(d, d)
+                if proj != "k":
+                    tensors[f"{p}.encoder_attn.{proj}_proj.bias"] = r(d)
+            n = "encoder_attn_layer_norm"
+            tensors[f"{p}.{n}.weight"], tensors[f"{p}.{n}.bias"] = r(d), r(d)
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    weights, dims = load_safetensors(tmp_path)
+    assert (dims.n_audio_state, dims.n_vocab, dims.n_audio_layer, dims.n_text_layer) == (
+        d,
+        vocab,
+        1,
+        1,
+    )
+    qkv = weights["decoder/layer_0/self_attention/linear_0/weight"]
+    assert np.array_equal(qkv[d : 2 * d], tensors["model.decoder.layers.0.self_attn.k_proj.weight"])
+    kv = weights["decoder/layer_0/attention/linear_1/weight"]
+    assert np.array_equal(kv[d:], tensors["model.decoder.layers.0.encoder_attn.v_proj.weight"])
+    assert np.array_equal(
+        weights["encoder/layer_0/ffn/layer_norm/gamma"],
+        tensors["model.encoder.layers.0.final_layer_norm.weight"],
+    )
+
+
+def test_a_folder_without_weights_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotAvailableError, match="neither model.bin"):
+        load_weights(tmp_path)
+
+
+# -- transcription ---------------------------------------------------------------------------------
+
+
+def test_same_transcript_as_ctranslate2_on_jfk_and_lj_speech(jax_tiny, tiny_engine, jfk, load_item):
+    audios = [jfk] + [load_item(item)[0] for item in LJ]
+    for audio in audios:
+        window = [Window(audio, "transcribe", "en")]
+        ours, theirs = (
+            _text(jax_tiny.transcribe(window)[0]),
+            _text(tiny_engine.transcribe(window)[0]),
+        )
+        assert english_wer(theirs, ours) <= 0.02, (ours, theirs)
+
+
+def test_word_times_follow_the_speech(jax_tiny, jfk) -> None:
+    (hypothesis,) = jax_tiny.transcribe([Window(jfk, "transcribe", "en")])
+    starts = [w.start for w in hypothesis.words]
+    assert starts == sorted(starts)
+    assert hypothesis.words[0].start < 1.0 and 9.5 < hypothesis.words[-1].end <= 11.1
+    country = [w for w in hypothesis.words if "country" in w.text]
+    assert country and 5.0 < country[0].start < 7.0
+
+
+def test_batched_results_equal_unbatched(jax_tiny, jfk, load_item) -> None:
+    windows = [
+        Window(jfk, "transcribe", "en"),
+        Window(load_item(LJ[0])[0], "transcribe", "en", "The printing of books"),
+        Window(jfk[: 4 * SAMPLE_RATE], "transcribe", "en"),
+    ]
+    batched = [_text(h) for h in jax_tiny.transcribe(windows)]
+    alone = [_text(jax_tiny.transcribe([w])[0]) for w in windows]
+    assert batched == alone
+
+
+def test_german_speech_is_translated_to_english(jax_base, load_item) -> None:
+    audio, row = load_item("fleurs_de_000")
+    (hypothesis,) = jax_base.transcribe([Window(audio, "translate", None)])
+    words = [w.strip(".,!?\"'").lower() for w in _text(hypothesis).split()]
+    assert hypothesis.language == "de"
+    assert len(words) >= 10
+    assert not any(w in GERMAN_FUNCTION_WORDS for w in words)
+    assert sum(w in ENGLISH_FUNCTION_WORDS for w in words) >= 0.2 * len(words)
+
+
+def test_silence_is_flagged_as_no_speech(jax_tiny) -> None:
+    silence = np.zeros(4 * SAMPLE_RATE, dtype=np.float32)
+    (hypothesis,) = jax_tiny.transcribe([Window(silence, "transcribe", "en")])
+    assert hypothesis.no_speech_probability > 0.5 or not hypothesis.words
+
+
+def test_the_streaming_core_runs_on_the_jax_engine(jax_tiny, jfk) -> None:
+    transcriber = StreamingTranscriber(jax_tiny, clock="audio")
+    transcriber.open("m", task="transcribe", language="en")
+    updates = []
+    step = SAMPLE_RATE // 2
+    for i in range(0, len(jfk), step):
+        transcriber.feed(AudioChunk("m", jfk[i : i + step], i / SAMPLE_RATE))
+        updates += transcriber.step()
+    transcriber.feed(EndOfStream("m"))
+    while transcriber.active:
+        updates += transcriber.step()
+    text = "".join(w.text for u in updates for w in u.committed)
+    assert updates[-1].final
+    reference = (
+        "And so my fellow Americans, ask not what your country can do for you,"
+        " ask what you can do for your country."
+    )
+    assert english_wer(reference, text) < 0.15
+
+
+def test_the_second_start_reuses_the_compilation_cache(tmp_path: Path) -> None:
+    script = (
+        "import sys, numpy as np\n"
+        "from bot.asr.factory import create_engine\n"
+        "from bot.config import EngineConfig\n"
+        "from bot.asr.engine import Window\n"
+        "e = create_engine(EngineConfig(model='tiny.en', name='jax'))\n"
+        "e.transcribe([Window(np.zeros(16000, np.float32), 'transcribe', 'en')])\n"
+    )
+    env = {"CAPTIONBOT_JAX_CACHE": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    entries = list(tmp_path.iterdir())
+    assert entries, "compiled programs were written to the cache"
