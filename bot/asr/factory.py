@@ -25,11 +25,14 @@ def create_engine(config: EngineConfig) -> Engine:
         from bot.asr.jax.engine import JaxEngine
 
         logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
-        return JaxEngine(
+        engine = JaxEngine(
             resolved.path,
             resolved.name,
             options=DecodeOptions(beam_size=1, audio_context=config.audio_context),
         )
+        # Compile before audio flows, not during the first words of a meeting.
+        logger.info("jax programs ready in %.1f s", engine.warm_up())
+        return engine
     device = "cpu" if config.device == "auto" else config.device
     logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
     return CTranslate2Engine(

@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 AUDIO_BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
 TEXT_BUCKET = 32
+# Fixed token lengths so each jitted program compiles once: the prefill (prompt of at most
+# MAX_PROMPT_TOKENS + the start sequence) and the teacher-forced pass for word times.
+PREFILL_WIDTH = 96
+WORDS_WIDTH = 256
 MAX_PROMPT_TOKENS = 64
 
 
@@ -146,6 +150,57 @@ class JaxEngine:
             return []
         for window in windows:
             self.check_task(window.task, window.language)
+        # Batches of 1, 2, 4, 8...: a handful of compiled shapes instead of one per size.
+        real = len(windows)
+        padded = 1 << (real - 1).bit_length()
+        if padded > real:
+            return self._transcribe(windows + [windows[-1]] * (padded - real))[:real]
+        return self._transcribe(windows)
+
+    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
+        """Compile (or load from the cache) the programs streaming needs; returns seconds."""
+        started = time.perf_counter()
+        tokenizer = self._tokenizer("transcribe", "en")
+        dtype = self.params["encoder"]["pos"].dtype
+        for batch in batch_sizes:
+            for bucket in AUDIO_BUCKETS_S[:4]:
+                frames = int(bucket * 100)
+                mel = jnp.zeros((batch, self.dims.n_mels, frames), dtype)
+                audio = whisper.encode(self.params, mel, n_head=self.n_audio_head)
+                whisper.cross_keys_values(self.params, audio, n_head=self.n_text_head)
+            shape = (self.dims.n_text_layer, batch, self.n_text_head, self.dims.n_audio_ctx)
+            head_dim = self.dims.n_text_state // self.n_text_head
+            cross = jnp.zeros((*shape, head_dim), dtype)
+            mask = jnp.ones((batch, self.dims.n_audio_ctx), bool)
+            for width, capacity in (
+                (PREFILL_WIDTH, self.dims.n_text_ctx),
+                (1, self.dims.n_text_ctx),
+            ):
+                tokens = jnp.full((batch, width), tokenizer.eot, jnp.int32)
+                whisper.decode(
+                    self.params,
+                    tokens,
+                    jnp.zeros(batch, jnp.int32),
+                    *self._empty_cache(batch, capacity),
+                    cross,
+                    cross,
+                    mask,
+                    n_head=self.n_text_head,
+                )
+        cross = jnp.zeros((*shape[:1], 1, *shape[2:], head_dim), dtype)
+        whisper.decode(
+            self.params,
+            jnp.full((1, WORDS_WIDTH), tokenizer.eot, jnp.int32),
+            jnp.zeros(1, jnp.int32),
+            *self._empty_cache(1, WORDS_WIDTH),
+            cross,
+            cross,
+            jnp.ones((1, self.dims.n_audio_ctx), bool),
+            n_head=self.n_text_head,
+        )
+        return time.perf_counter() - started
+
+    def _transcribe(self, windows: list[Window]) -> list[Hypothesis]:
         lengths = [len(w.audio) for w in windows]
         cross_k, cross_v, audio_mask, row_frames = self._encode(windows)
         languages = self._languages(cross_k, cross_v, audio_mask, windows)
@@ -161,8 +216,9 @@ class JaxEngine:
             if not self._is_silence(result) and result.tokens:
                 frames = row_frames[row]
                 words = self._words(
-                    cross_k[:, row : row + 1, :, :frames],
-                    cross_v[:, row : row + 1, :, :frames],
+                    cross_k[:, row : row + 1],
+                    cross_v[:, row : row + 1],
+                    audio_mask[row : row + 1],
                     tokenizers[row],
                     prefixes[row],
                     result.tokens,
@@ -223,7 +279,8 @@ class JaxEngine:
         groups: dict[float, list[int]] = {}
         for row, bucket in enumerate(buckets):
             groups.setdefault(bucket, []).append(row)
-        frames = max(int(b * TOKENS_PER_SECOND) for b in buckets)
+        # The decoder always sees 30 s of (masked) frames: one program for every bucket.
+        frames = self.dims.n_audio_ctx
         parts_k, parts_v, order = [], [], []
         for bucket, rows in groups.items():
             mels = np.stack([self._mel(windows[r].audio, bucket) for r in rows])
@@ -294,7 +351,7 @@ class JaxEngine:
         tokenizer = self._tokenizer("transcribe", "en")
         batch = len(windows)
         tokens = jnp.full((batch, 1), tokenizer.sot, dtype=jnp.int32)
-        cache = self._empty_cache(batch, 8)
+        cache = self._empty_cache(batch, self.dims.n_text_ctx)
         logits, *_ = whisper.decode(
             self.params,
             tokens,
@@ -358,13 +415,12 @@ class JaxEngine:
         batch = len(prefixes)
         eot = tokenizers[0].eot
         longest = max(len(p) for p in prefixes)
-        width = math.ceil(longest / TEXT_BUCKET) * TEXT_BUCKET
+        width = max(PREFILL_WIDTH, math.ceil(longest / TEXT_BUCKET) * TEXT_BUCKET)
         max_new = [
             max(8, int(n / SAMPLE_RATE * self.options.max_tokens_per_second) + 4) for n in lengths
         ]
-        budget = min(max(max_new), self.dims.n_text_ctx - width - 1)
-        capacity = math.ceil((width + budget + 1) / TEXT_BUCKET) * TEXT_BUCKET
-        capacity = min(capacity, self.dims.n_text_ctx)
+        budget = min(max(max_new), self.dims.n_text_ctx - longest - 1)
+        capacity = self.dims.n_text_ctx
         tokens = np.full((batch, width), eot, dtype=np.int32)
         for row, prefix in enumerate(prefixes):
             tokens[row, : len(prefix)] = prefix
@@ -457,10 +513,16 @@ class JaxEngine:
 
     # -- word times ----------------------------------------------------------------------------
 
-    def _words(self, cross_k, cross_v, tokenizer, prefix, text_tokens, n_frames, duration_s):
+    def _words(
+        self, cross_k, cross_v, audio_mask, tokenizer, prefix, text_tokens, n_frames, duration_s
+    ):
         """Teacher-forced pass over prefix + text + eot; DTW on the alignment heads."""
         sequence = [*prefix, *text_tokens, tokenizer.eot]
-        width = math.ceil(len(sequence) / TEXT_BUCKET) * TEXT_BUCKET
+        width = min(
+            max(WORDS_WIDTH, math.ceil(len(sequence) / WORDS_WIDTH) * WORDS_WIDTH),
+            self.dims.n_text_ctx,
+        )
+        sequence = sequence[:width]
         tokens = np.full((1, width), tokenizer.eot, dtype=np.int32)
         tokens[0, : len(sequence)] = sequence
         cache_k, cache_v = self._empty_cache(1, width)
@@ -472,7 +534,7 @@ class JaxEngine:
             cache_v,
             cross_k,
             cross_v,
-            jnp.ones((1, cross_k.shape[3]), bool),
+            audio_mask,
             n_head=self.n_text_head,
         )
         cross = np.asarray(cross[:, 0], dtype=np.float32)  # [L, H, S, T]
