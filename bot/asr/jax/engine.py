@@ -376,10 +376,13 @@ class JaxEngine:
     # -- decoding ------------------------------------------------------------------------------
 
     def _empty_cache(self, batch: int, capacity: int):
+        """Fresh key/value caches (the decoder consumes them: they are donated)."""
         d, h = self.dims.n_text_state, self.n_text_head
-        shape = (self.dims.n_text_layer, batch, h, capacity, d // h)
+        shape = (self.dims.n_text_layer, batch, capacity, h, d // h)
         dtype = self.params["decoder"]["pos"].dtype
-        return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+        # Built on the host and copied: jnp.zeros dispatches a fill program per call.
+        zeros = np.zeros(shape, dtype=np.float32)
+        return jnp.asarray(zeros, dtype=dtype), jnp.asarray(zeros, dtype=dtype)
 
     def _decode_with_fallback(
         self, cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths

@@ -158,7 +158,7 @@ def cross_keys_values(params: Params, audio: jnp.ndarray, n_head: int):
     return jnp.stack(ks), jnp.stack(vs)
 
 
-@partial(jax.jit, static_argnames=("n_head",))
+@partial(jax.jit, static_argnames=("n_head",), donate_argnames=("cache_k", "cache_v"))
 def decode(
     params: Params,
     tokens: jnp.ndarray,
@@ -172,31 +172,33 @@ def decode(
 ):
     """Run tokens [B, S] placed at positions offsets[b] + 0..S-1 through the decoder.
 
-    cache_k/v [L, B, H, C, Dh] hold earlier positions and are returned updated. audio_mask
-    [B, T] hides padded audio frames. Returns logits [B, S, V], the caches, and the
-    cross-attention weights of every layer [L, B, H, S, T] (for word timing).
+    cache_k/v [L, B, C, H, Dh] hold earlier positions; they are updated in place (donated)
+    and returned. audio_mask [B, T] hides padded audio frames. Returns logits [B, S, V], the
+    caches, and the cross-attention weights of every layer [L, B, H, S, T] (for word timing).
     """
     p = params["decoder"]
     batch, steps = tokens.shape
-    capacity = cache_k.shape[3]
+    capacity = cache_k.shape[2]
     positions = offsets[:, None] + jnp.arange(steps)[None, :]  # [B, S]
     x = p["embedding"][tokens] + p["pos"][positions]
     # causal over the cache: a token sees every position up to its own
     visible = jnp.arange(capacity)[None, None, :] <= positions[:, :, None]  # [B, S, C]
     self_mask = visible[:, None, :, :]
     cross_mask = audio_mask[:, None, None, :]
-    new_k, new_v, cross_weights = [], [], []
     rows = jnp.arange(batch)[:, None]
+    scale = (x.shape[-1] // n_head) ** -0.5
+    cross_weights = []
     for i, layer in enumerate(p["layers"]):
         h = _linear(layer["qkv"], _norm(layer["ln1"], x))
-        q, k, v = (_heads(part, n_head) for part in jnp.split(h, 3, axis=-1))
-        # write this call's keys/values at their positions: [B, H, C, Dh]
-        k_cache = cache_k[i].transpose(0, 2, 1, 3).at[rows, positions].set(k.transpose(0, 2, 1, 3))
-        v_cache = cache_v[i].transpose(0, 2, 1, 3).at[rows, positions].set(v.transpose(0, 2, 1, 3))
-        k_cache, v_cache = k_cache.transpose(0, 2, 1, 3), v_cache.transpose(0, 2, 1, 3)
-        new_k.append(k_cache)
-        new_v.append(v_cache)
-        out, _ = _attend(q, k_cache, v_cache, self_mask)
+        q, k, v = jnp.split(h, 3, axis=-1)
+        k = k.reshape(batch, steps, n_head, -1)
+        v = v.reshape(batch, steps, n_head, -1)
+        cache_k = cache_k.at[i, rows, positions].set(k)
+        cache_v = cache_v.at[i, rows, positions].set(v)
+        q = _heads(q, n_head)
+        logits = jnp.einsum("bhsd,bchd->bhsc", q, cache_k[i]) * scale
+        weights = jax.nn.softmax(jnp.where(self_mask, logits, -1e9), axis=-1)
+        out = jnp.einsum("bhsc,bchd->bhsd", weights, cache_v[i])
         x = x + _linear(layer["out"], _merge(out))
         q = _heads(_linear(layer["cq"], _norm(layer["ln2"], x)), n_head)
         out, weights = _attend(q, cross_k[i], cross_v[i], cross_mask)
@@ -205,4 +207,4 @@ def decode(
         h = jax.nn.gelu(_linear(layer["fc1"], _norm(layer["ln3"], x)), approximate=False)
         x = x + _linear(layer["fc2"], h)
     logits = _norm(p["ln"], x) @ p["projection"]
-    return logits, jnp.stack(new_k), jnp.stack(new_v), jnp.stack(cross_weights)
+    return logits, cache_k, cache_v, jnp.stack(cross_weights)
