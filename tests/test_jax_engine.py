@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import english_wer
+from conftest import DATA_DIR, english_wer
 
 from bot.asr.engine import Window
 from bot.asr.jax.weights import (
@@ -26,6 +27,11 @@ from bot.messages import SAMPLE_RATE, AudioChunk, EndOfStream
 from bot.streaming.transcriber import StreamingTranscriber
 
 LJ = ["ljspeech_LJ001-0100", "ljspeech_LJ001-0101", "ljspeech_LJ001-0102"]
+LONG = "ljspeech_LJ001-0001_0045_long"
+JFK_TEXT = (
+    "And so my fellow Americans, ask not what your country can do for you,"
+    " ask what you can do for your country."
+)
 GERMAN_FUNCTION_WORDS = {"und", "der", "die", "das", "ist", "nicht", "ein", "eine", "mit", "von"}
 ENGLISH_FUNCTION_WORDS = {"the", "and", "of", "to", "a", "in", "is", "that", "it", "for", "with"}
 
@@ -199,11 +205,7 @@ def test_the_streaming_core_runs_on_the_jax_engine(jax_tiny, jfk) -> None:
         updates += transcriber.step()
     text = "".join(w.text for u in updates for w in u.committed)
     assert updates[-1].final
-    reference = (
-        "And so my fellow Americans, ask not what your country can do for you,"
-        " ask what you can do for your country."
-    )
-    assert english_wer(reference, text) < 0.15
+    assert english_wer(JFK_TEXT, text) < 0.15
 
 
 def test_the_second_start_reuses_the_compilation_cache(tmp_path: Path) -> None:
@@ -222,3 +224,84 @@ def test_the_second_start_reuses_the_compilation_cache(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
     entries = list(tmp_path.iterdir())
     assert entries, "compiled programs were written to the cache"
+
+
+def test_bfloat16_decodes_as_float32(jax_tiny, jfk) -> None:
+    """The GPU compute type, run on CPU: same words, nearly the same times."""
+    from bot.asr.jax.engine import JaxEngine
+
+    half = JaxEngine(resolve_model("tiny.en").path, "tiny.en", compute_type="bfloat16")
+    assert half.info.compute_type == "bfloat16"
+    window = [Window(jfk, "transcribe", "en")]
+    (ours,), (full,) = half.transcribe(window), jax_tiny.transcribe(window)
+    assert english_wer(_text(full), _text(ours)) <= 0.05
+    starts = [w.start for w in ours.words]
+    assert starts == sorted(starts) and abs(ours.words[0].start - full.words[0].start) < 0.3
+
+
+def test_an_unknown_compute_type_is_one_line() -> None:
+    from bot.asr.jax.engine import JaxEngine
+    from bot.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="compute type 'int4'.*float32, bfloat16, float16"):
+        JaxEngine(resolve_model("tiny.en").path, "tiny.en", compute_type="int4")
+
+
+def test_temperature_fallback_samples_only_the_rows_that_need_it(jfk, load_item) -> None:
+    """Every decode below log-prob 0 "fails", so speech rows are re-decoded by sampling at 0.4
+    and 0.8 (a 2-row batch: silence is not retried) and the most probable result is kept."""
+    from bot.asr.ctranslate2_engine import DecodeOptions
+    from bot.asr.jax.engine import JaxEngine
+
+    engine = JaxEngine(
+        resolve_model("tiny.en").path, "tiny.en", options=DecodeOptions(log_prob_threshold=0.0)
+    )
+    audio, row = load_item(LJ[1])
+    silence = np.zeros(3 * SAMPLE_RATE, dtype=np.float32)
+    windows = [Window(jfk, "transcribe", "en"), Window(silence), Window(audio, "transcribe", "en")]
+    speech, quiet, lj = engine.transcribe(windows)
+    assert english_wer(JFK_TEXT, _text(speech)) < 0.15
+    assert english_wer(row["text"], _text(lj)) < 0.15
+    assert not quiet.words
+    assert {speech.temperature, lj.temperature} <= {0.0, 0.4, 0.8}
+
+
+def test_streaming_after_warm_up_compiles_nothing(load_item) -> None:
+    """warm_up() compiles every program a single stream needs, so a meeting never waits for
+    XLA: a fresh process streams 30 s of speech (buffers of every length up to the cap, with
+    prompts) and the jitted encoder and decoder gain no new shapes."""
+    _, row = load_item(LONG)
+    long_audio = DATA_DIR / row["audio"]
+    script = (
+        "import numpy as np\n"
+        "from bot.asr.factory import create_engine\n"
+        "from bot.asr.jax import model\n"
+        "from bot.audio.decode import load_audio\n"
+        "from bot.config import EngineConfig\n"
+        "from bot.messages import AudioChunk, EndOfStream\n"
+        "from bot.streaming.transcriber import StreamingTranscriber\n"
+        "e = create_engine(EngineConfig(model='tiny.en', name='jax'))\n"
+        "ready = (model.encode._cache_size(), model.generate._cache_size())\n"
+        f"audio = load_audio({str(long_audio)!r})[: 30 * 16000]\n"
+        "t = StreamingTranscriber(e, clock='audio')\n"
+        "t.open('m', task='transcribe', language='en')\n"
+        "words = 0\n"
+        "for i in range(0, len(audio), 8000):\n"
+        "    t.feed(AudioChunk('m', audio[i : i + 8000], i / 16000))\n"
+        "    words += sum(len(u.committed) for u in t.step())\n"
+        "t.feed(EndOfStream('m'))\n"
+        "while t.active:\n"
+        "    words += sum(len(u.committed) for u in t.step())\n"
+        "after = (model.encode._cache_size(), model.generate._cache_size())\n"
+        "print(json.dumps({'ready': ready, 'after': after, 'words': words}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import json\n" + script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["after"] == counts["ready"], counts
+    assert counts["words"] > 60, counts

@@ -22,13 +22,15 @@ def create_engine(config: EngineConfig) -> Engine:
         )
     resolved = resolve_model(config.model)
     if backend == "jax":
-        from bot.asr.jax.engine import JaxEngine
+        from bot.asr.jax.engine import COMPUTE_TYPES, JaxEngine
 
         logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
         engine = JaxEngine(
             resolved.path,
             resolved.name,
             options=DecodeOptions(beam_size=1, audio_context=config.audio_context),
+            # int8 (the CTranslate2 default) means "the device's best" to the jax engine
+            compute_type=config.compute_type if config.compute_type in COMPUTE_TYPES else None,
         )
         # Compile before audio flows, not during the first words of a meeting.
         logger.info("jax programs ready in %.1f s", engine.warm_up())

@@ -1,11 +1,14 @@
 """The JAX Whisper engine: the Engine interface of the streaming core, batched across streams.
 
-One call encodes every window together (padded to a shared audio bucket), detects languages,
-prefills each row's prompt, then decodes greedily with a key/value cache, rows finishing at
-their own time. Robustness as openai/whisper's transcribe: suppressed tokens, temperature
-fallback on repetitive or improbable text, no-speech probability. Word times come from the
-alignment heads' cross-attention (teacher-forced pass) and DTW. Windows are decoded without
-timestamp tokens, so segment ends are not reported (the streaming policy cuts at sentence ends).
+Each window is encoded at its own audio bucket (its length plus the silent tail, rounded up to a
+few fixed lengths) and the language is detected in the same program. The windows of a call are
+then decoded together: their cross-attention keys/values padded to the longest bucket with a
+mask, prompts left-padded, and the whole greedy token loop run on the device in one program per
+(batch size, bucket), rows finishing at their own time. Robustness as openai/whisper's
+transcribe: suppressed tokens, temperature fallback on repetitive or improbable text, no-speech
+probability. Word times come from the alignment heads' cross-attention recorded while
+generating, and DTW. Windows are decoded without timestamp tokens, so segment ends are not
+reported (the streaming policy cuts at sentence ends).
 """
 
 from __future__ import annotations
@@ -40,13 +43,18 @@ from bot.messages import SAMPLE_RATE, Word
 
 logger = logging.getLogger(__name__)
 
+COMPUTE_TYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 AUDIO_BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
-TEXT_BUCKET = 32
-# Fixed token lengths so each jitted program compiles once: the prefill (prompt of at most
-# MAX_PROMPT_TOKENS + the start sequence) and the teacher-forced pass for word times.
-PREFILL_WIDTH = 96
-WORDS_WIDTH = 256
+# Buckets a streaming buffer falls in (at most 15 s of buffer plus the silent tail): compiled
+# by warm_up() before audio flows.
+STREAMING_BUCKETS_S = (5.0, 10.0, 15.0, 20.0)
+# The prompt slots of the decoder: the start sequence and at most MAX_PROMPT_TOKENS of text.
 MAX_PROMPT_TOKENS = 64
+PREFILL_WIDTH = 72
+# Offline windows keep the words that end this far before the window's end (the rest are heard
+# again, whole, by the next window), and move on by at least OFFLINE_MIN_ADVANCE_S.
+OFFLINE_MARGIN_S = 1.5
+OFFLINE_MIN_ADVANCE_S = 10.0
 
 
 def enable_compilation_cache(folder: Path | None = None) -> Path:
@@ -75,31 +83,58 @@ class _Decoded:
     compression_ratio: float
     no_speech_probability: float
     temperature: float
+    token_probabilities: np.ndarray  # [tokens]
+    attention: np.ndarray  # [alignment heads, 1 + tokens, frames]
+
+
+@dataclass
+class _Batch:
+    """The windows of one call, encoded and padded to a shared audio context."""
+
+    cross: whisper.LayerKV
+    audio_mask: jnp.ndarray  # [B, T]
+    frames: list[int]  # audio frames of each row's own bucket
+    languages: list[tuple[str, float]]
+    bucket_s: float  # the shared context
 
 
 class JaxEngine:
-    """Whisper in JAX on the best device jax sees (float32 on CPU, bfloat16 on GPU)."""
+    """Whisper in JAX on the device jax sees (float32 on CPU, bfloat16 on GPU by default)."""
 
     def __init__(
-        self, model_path: Path, model_name: str, options: DecodeOptions | None = None
+        self,
+        model_path: Path,
+        model_name: str,
+        options: DecodeOptions | None = None,
+        compute_type: str | None = None,
     ) -> None:
+        """`compute_type` float32, bfloat16 or float16; None picks bfloat16 on a GPU and float32
+        on CPU (where XLA's bfloat16 matrix-vector products are slower than float32)."""
         self.model_path = Path(model_path)
         self.options = options or DecodeOptions()
+        gpu = has_gpu()
+        compute_type = compute_type or ("bfloat16" if gpu else "float32")
+        if compute_type not in COMPUTE_TYPES:
+            raise ConfigError(
+                f"compute type '{compute_type}' is not one the jax engine runs: "
+                f"use {', '.join(COMPUTE_TYPES)}"
+            )
+        self.dtype = COMPUTE_TYPES[compute_type]
         enable_compilation_cache()
         started = time.perf_counter()
         weights, self.dims = load_weights(self.model_path)
-        gpu = has_gpu()
-        dtype = jnp.bfloat16 if gpu else jnp.float32
-        self.params = whisper.build_params(weights, self.dims, dtype)
-        self.heads = weights.get("encoder/num_heads")
+        self.params = whisper.build_params(weights, self.dims, self.dtype)
+        audio_heads = weights.get("encoder/num_heads")
         self.n_audio_head = (
-            int(np.asarray(self.heads)) if self.heads is not None else self.dims.n_audio_head
+            int(np.asarray(audio_heads)) if audio_heads is not None else self.dims.n_audio_head
         )
         text_heads = weights.get("decoder/num_heads")
         self.n_text_head = (
             int(np.asarray(text_heads)) if text_heads is not None else self.dims.n_text_head
         )
-        self.alignment = alignment_heads(self.model_path, self.dims)
+        self.alignment = tuple(
+            (int(layer), int(head)) for layer, head in alignment_heads(self.model_path, self.dims)
+        )
         tokenizer_file = self.model_path / "tokenizer.json"
         if not tokenizer_file.is_file():
             raise ModelNotAvailableError(f"{self.model_path} has no tokenizer.json")
@@ -114,14 +149,22 @@ class JaxEngine:
             if self.is_multilingual
             else ("en",)
         )
+        self._language_tokens = jnp.asarray(
+            [
+                self._hf_tokenizer.token_to_id(f"<|{code}|>") or 0
+                for code in self.supported_languages
+            ],
+            jnp.int32,
+        )
         self._features = FeatureExtractor(feature_size=self.dims.n_mels)
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
-        self._suppress = self._suppressed_tokens()
+        self._suppress = jnp.asarray(self._suppressed_tokens())
+        self._fallback_key = jax.random.key(0)
         self.info = EngineInfo(
             name="jax",
             model=model_name,
             device=jax.devices()[0].platform,
-            compute_type="bfloat16" if gpu else "float32",
+            compute_type=compute_type,
             details={"jax": jax.__version__, "audio_context": self.options.audio_context},
         )
         logger.info(
@@ -150,81 +193,21 @@ class JaxEngine:
             return []
         for window in windows:
             self.check_task(window.task, window.language)
-        # Batches of 1, 2, 4, 8...: a handful of compiled shapes instead of one per size.
-        real = len(windows)
-        padded = 1 << (real - 1).bit_length()
-        if padded > real:
-            return self._transcribe(windows + [windows[-1]] * (padded - real))[:real]
-        return self._transcribe(windows)
-
-    def warm_up(self, batch_sizes: tuple[int, ...] = (1,)) -> float:
-        """Compile (or load from the cache) the programs streaming needs; returns seconds."""
-        started = time.perf_counter()
-        tokenizer = self._tokenizer("transcribe", "en")
-        dtype = self.params["encoder"]["pos"].dtype
-        for batch in batch_sizes:
-            for bucket in AUDIO_BUCKETS_S[:4]:
-                frames = int(bucket * 100)
-                mel = jnp.zeros((batch, self.dims.n_mels, frames), dtype)
-                audio = whisper.encode(self.params, mel, n_head=self.n_audio_head)
-                whisper.cross_keys_values(self.params, audio, n_head=self.n_text_head)
-            shape = (self.dims.n_text_layer, batch, self.n_text_head, self.dims.n_audio_ctx)
-            head_dim = self.dims.n_text_state // self.n_text_head
-            cross = jnp.zeros((*shape, head_dim), dtype)
-            mask = jnp.ones((batch, self.dims.n_audio_ctx), bool)
-            for width, capacity in (
-                (PREFILL_WIDTH, self.dims.n_text_ctx),
-                (1, self.dims.n_text_ctx),
-            ):
-                tokens = jnp.full((batch, width), tokenizer.eot, jnp.int32)
-                whisper.decode(
-                    self.params,
-                    tokens,
-                    jnp.zeros(batch, jnp.int32),
-                    *self._empty_cache(batch, capacity),
-                    cross,
-                    cross,
-                    mask,
-                    n_head=self.n_text_head,
-                )
-        cross = jnp.zeros((*shape[:1], 1, *shape[2:], head_dim), dtype)
-        whisper.decode(
-            self.params,
-            jnp.full((1, WORDS_WIDTH), tokenizer.eot, jnp.int32),
-            jnp.zeros(1, jnp.int32),
-            *self._empty_cache(1, WORDS_WIDTH),
-            cross,
-            cross,
-            jnp.ones((1, self.dims.n_audio_ctx), bool),
-            n_head=self.n_text_head,
-        )
-        return time.perf_counter() - started
-
-    def _transcribe(self, windows: list[Window]) -> list[Hypothesis]:
         lengths = [len(w.audio) for w in windows]
-        cross_k, cross_v, audio_mask, row_frames = self._encode(windows)
-        languages = self._languages(cross_k, cross_v, audio_mask, windows)
-        tokenizers = [self._tokenizer(w.task, lang) for w, (lang, _) in zip(windows, languages)]
+        batch = self._encode(windows)
+        tokenizers = [
+            self._tokenizer(w.task, lang) for w, (lang, _) in zip(windows, batch.languages)
+        ]
         prefixes = [self._prefix(t, w.prompt) for t, w in zip(tokenizers, windows)]
-        decoded = self._decode_with_fallback(
-            cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths
-        )
+        decoded = self._decode_with_fallback(batch, prefixes, tokenizers, lengths)
         hypotheses = []
-        for row, (lang, lang_prob) in enumerate(languages):
+        for row, (lang, lang_prob) in enumerate(batch.languages):
             result = decoded[row]
             words: tuple[Word, ...] = ()
             if not self._is_silence(result) and result.tokens:
-                frames = row_frames[row]
-                words = self._words(
-                    cross_k[:, row : row + 1],
-                    cross_v[:, row : row + 1],
-                    audio_mask[row : row + 1],
-                    tokenizers[row],
-                    prefixes[row],
-                    result.tokens,
-                    min(frames, math.ceil(lengths[row] / SAMPLE_RATE * TOKENS_PER_SECOND)),
-                    lengths[row] / SAMPLE_RATE,
-                )
+                seconds = lengths[row] / SAMPLE_RATE
+                audio_frames = min(batch.frames[row], math.ceil(seconds * TOKENS_PER_SECOND))
+                words = self._words(tokenizers[row], result, audio_frames, seconds)
                 times = 3 if self._needs_fallback(result) else 2
                 words = _collapse_repetitions(words, times=times, min_words=1 if times == 3 else 3)
             hypotheses.append(
@@ -240,26 +223,62 @@ class JaxEngine:
             )
         return hypotheses
 
+    def warm_up(
+        self,
+        batch_sizes: tuple[int, ...] = (1,),
+        buckets_s: tuple[float, ...] = STREAMING_BUCKETS_S,
+    ) -> float:
+        """Compile (or load from the cache) the programs streaming needs; returns seconds."""
+        started = time.perf_counter()
+        if self.options.audio_context == "full":
+            buckets_s = (30.0,)
+        tokenizer = self._tokenizer("transcribe", "en")
+        prefix = self._prefix(tokenizer, "")
+        for bucket in buckets_s:
+            cross, _ = self._encode_rows(self._mel(np.zeros(0, np.float32), bucket), bucket)
+            for size in batch_sizes:
+                rows = [0] * _padded_size(size)
+                frames = int(bucket * TOKENS_PER_SECOND)
+                self._generate(
+                    whisper_rows(cross, rows),
+                    jnp.ones((len(rows), frames), bool),
+                    bucket,
+                    [prefix] * len(rows),
+                    [tokenizer] * len(rows),
+                    [8] * len(rows),
+                    0.0,
+                )
+        return time.perf_counter() - started
+
     def transcribe_offline(
         self, audio: np.ndarray, task: Task, language: str | None, beam_size: int = 5
     ) -> OfflineResult:
-        """Whole recording in 30 s windows, each conditioned on the text before it (greedy)."""
+        """Whole recording in 30 s windows, each conditioned on the text before it (greedy).
+
+        As Whisper seeks past its last complete segment, each window but the last keeps only
+        the words that end clear of its end (`OFFLINE_MARGIN_S`); the next window starts where
+        the first word it dropped starts, so no word is cut in two at a window boundary."""
         self.check_task(task, language)
-        step = int(28 * SAMPLE_RATE)
+        window = int((30.0 - self.options.silence_tail_s) * SAMPLE_RATE)
         words: list[Word] = []
         detected = language
         offset = 0
         while offset < len(audio):
-            chunk = audio[offset : offset + step]
+            chunk = audio[offset : offset + window]
             prompt = "".join(w.text for w in words)[-200:]
             (hypothesis,) = self.transcribe([Window(chunk, task, detected, prompt)])
             detected = detected or hypothesis.language
             shift = offset / SAMPLE_RATE
-            words += [
-                Word(w.text, w.start + shift, w.end + shift, w.probability)
-                for w in hypothesis.words
-            ]
-            offset += step
+            heard = list(hypothesis.words)
+            advance = len(chunk)
+            if offset + len(chunk) < len(audio):
+                limit = len(chunk) / SAMPLE_RATE - OFFLINE_MARGIN_S
+                cut = next((i for i, w in enumerate(heard) if w.end > limit), len(heard))
+                if cut < len(heard) and heard[cut].start >= OFFLINE_MIN_ADVANCE_S:
+                    advance = int(heard[cut].start * SAMPLE_RATE)
+                    heard = heard[:cut]
+            words += [Word(w.text, w.start + shift, w.end + shift, w.probability) for w in heard]
+            offset += advance
         text = "".join(w.text for w in words).strip()
         return OfflineResult(words=tuple(words), text=text, language=detected or "en")
 
@@ -271,36 +290,58 @@ class JaxEngine:
             return 30.0
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
 
-    def _encode(self, windows: list[Window]):
-        """Cross-attention keys/values of every window, each encoded at its own audio bucket
-        (so a window decodes the same alone or in a batch), padded to the longest with a mask.
-        Returns (cross_k, cross_v, audio_mask [B, T], frames per row)."""
+    def _encode(self, windows: list[Window]) -> _Batch:
+        """Encode each window at its own bucket (so it decodes the same alone or in a batch:
+        on CPU, batching the encoder saves nothing) and pad them to the longest with a mask."""
         buckets = [self.bucket_s(len(w.audio)) for w in windows]
-        groups: dict[float, list[int]] = {}
-        for row, bucket in enumerate(buckets):
-            groups.setdefault(bucket, []).append(row)
-        # The decoder always sees 30 s of (masked) frames: one program for every bucket.
-        frames = self.dims.n_audio_ctx
-        parts_k, parts_v, order = [], [], []
-        for bucket, rows in groups.items():
-            mels = np.stack([self._mel(windows[r].audio, bucket) for r in rows])
-            dtype = self.params["encoder"]["pos"].dtype
-            audio = whisper.encode(
-                self.params, jnp.asarray(mels, dtype=dtype), n_head=self.n_audio_head
+        context = max(buckets)
+        frames = int(context * TOKENS_PER_SECOND)
+        rows_cross: list[whisper.LayerKV] = []
+        languages: list[tuple[str, float]] = []
+        for window, bucket in zip(windows, buckets):
+            cross, language_logits = self._encode_rows(self._mel(window.audio, bucket), bucket)
+            pad = frames - cross[0][0].shape[2]
+            if pad:
+                widths = ((0, 0), (0, 0), (0, pad), (0, 0))
+                cross = tuple((jnp.pad(k, widths), jnp.pad(v, widths)) for k, v in cross)
+            rows_cross.append(cross)
+            languages.append(self._language(window, language_logits))
+        if len(rows_cross) == 1:
+            cross = rows_cross[0]
+        else:
+            cross = tuple(
+                (
+                    jnp.concatenate([row[layer][0] for row in rows_cross]),
+                    jnp.concatenate([row[layer][1] for row in rows_cross]),
+                )
+                for layer in range(self.dims.n_text_layer)
             )
-            k, v = whisper.cross_keys_values(self.params, audio, n_head=self.n_text_head)
-            pad = [(0, 0)] * 3 + [(0, frames - k.shape[3]), (0, 0)]
-            parts_k.append(jnp.pad(k, pad))
-            parts_v.append(jnp.pad(v, pad))
-            order += rows
-        cross_k = jnp.concatenate(parts_k, axis=1)
-        cross_v = jnp.concatenate(parts_v, axis=1)
-        if order != sorted(order):
-            back = jnp.asarray(np.argsort(order))
-            cross_k, cross_v = cross_k[:, back], cross_v[:, back]
         row_frames = [int(b * TOKENS_PER_SECOND) for b in buckets]
         mask = np.arange(frames)[None, :] < np.array(row_frames)[:, None]
-        return cross_k, cross_v, jnp.asarray(mask), row_frames
+        return _Batch(cross, jnp.asarray(mask), row_frames, languages, context)
+
+    def _encode_rows(self, mel: np.ndarray, bucket: float):
+        tokenizer = self._tokenizer("transcribe", "en")
+        return whisper.encode(
+            self.params,
+            jnp.asarray(mel[None], dtype=self.dtype),
+            jnp.int32(tokenizer.sot),
+            self._language_tokens,
+            n_audio_head=self.n_audio_head,
+            n_text_head=self.n_text_head,
+            detect=self.is_multilingual,
+        )
+
+    def _language(self, window: Window, language_logits: jnp.ndarray) -> tuple[str, float]:
+        if not self.is_multilingual:
+            return "en", 1.0
+        if window.language is not None:
+            return window.language, 1.0
+        scores = np.asarray(language_logits[0], dtype=np.float64)
+        probs = np.exp(scores - scores.max())
+        probs /= probs.sum()
+        best = int(probs.argmax())
+        return self.supported_languages[best], float(probs[best])
 
     def _mel(self, audio: np.ndarray, bucket: float) -> np.ndarray:
         total = int(bucket * SAMPLE_RATE)
@@ -339,65 +380,33 @@ class JaxEngine:
             prefix = [tokenizer.sot_prev, *prompt_tokens]
         return [*prefix, *tokenizer.sot_sequence, tokenizer.no_timestamps]
 
-    def _languages(
-        self, cross_k, cross_v, audio_mask, windows: list[Window]
-    ) -> list[tuple[str, float]]:
-        if not self.is_multilingual:
-            return [("en", 1.0)] * len(windows)
-        unknown = [i for i, w in enumerate(windows) if w.language is None]
-        out = [(w.language or "", 1.0) for w in windows]
-        if not unknown:
-            return out
-        tokenizer = self._tokenizer("transcribe", "en")
-        batch = len(windows)
-        tokens = jnp.full((batch, 1), tokenizer.sot, dtype=jnp.int32)
-        cache = self._empty_cache(batch, self.dims.n_text_ctx)
-        logits, *_ = whisper.decode(
-            self.params,
-            tokens,
-            jnp.zeros(batch, jnp.int32),
-            *cache,
-            cross_k,
-            cross_v,
-            jnp.ones(cross_k.shape[1:2] + cross_k.shape[3:4], bool),
-            n_head=self.n_text_head,
-        )
-        lang_ids = np.array(
-            [self._hf_tokenizer.token_to_id(f"<|{code}|>") for code in self.supported_languages]
-        )
-        scores = np.asarray(logits[:, 0, :], dtype=np.float32)[:, lang_ids]
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        for row in unknown:
-            best = int(probs[row].argmax())
-            out[row] = (self.supported_languages[best], float(probs[row, best]))
-        return out
-
     # -- decoding ------------------------------------------------------------------------------
 
-    def _empty_cache(self, batch: int, capacity: int):
-        """Fresh key/value caches (the decoder consumes them: they are donated)."""
-        d, h = self.dims.n_text_state, self.n_text_head
-        shape = (self.dims.n_text_layer, batch, capacity, h, d // h)
-        dtype = self.params["decoder"]["pos"].dtype
-        # Built on the host and copied: jnp.zeros dispatches a fill program per call.
-        zeros = np.zeros(shape, dtype=np.float32)
-        return jnp.asarray(zeros, dtype=dtype), jnp.asarray(zeros, dtype=dtype)
+    def _max_new_tokens(self, samples: int) -> int:
+        return max(8, int(samples / SAMPLE_RATE * self.options.max_tokens_per_second) + 4)
 
-    def _decode_with_fallback(
-        self, cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths
-    ) -> list[_Decoded]:
+    def _capacity(self, bucket: float) -> int:
+        """Cache slots for a bucket: the prompt, the most tokens its audio may need, one more
+        for the end; rounded up to 16."""
+        needed = PREFILL_WIDTH + self._max_new_tokens(int(bucket * SAMPLE_RATE)) + 2
+        return min(math.ceil(needed / 16) * 16, self.dims.n_text_ctx)
+
+    def _decode_with_fallback(self, batch: _Batch, prefixes, tokenizers, lengths) -> list[_Decoded]:
         results: list[_Decoded | None] = [None] * len(prefixes)
         pending = list(range(len(prefixes)))
         for temperature in self.options.temperatures:
-            rows = jnp.asarray(pending)
+            rows = pending + [pending[-1]] * (_padded_size(len(pending)) - len(pending))
+            cross, audio_mask = batch.cross, batch.audio_mask
+            if rows != list(range(len(prefixes))):
+                cross = whisper_rows(cross, rows)
+                audio_mask = audio_mask[jnp.asarray(rows)]
             decoded = self._generate(
-                cross_k[:, rows],
-                cross_v[:, rows],
-                audio_mask[rows],
-                [prefixes[r] for r in pending],
-                [tokenizers[r] for r in pending],
-                [lengths[r] for r in pending],
+                cross,
+                audio_mask,
+                batch.bucket_s,
+                [prefixes[r] for r in rows],
+                [tokenizers[r] for r in rows],
+                [self._max_new_tokens(lengths[r]) for r in rows],
                 temperature,
             )
             still = []
@@ -413,94 +422,54 @@ class JaxEngine:
         return [r for r in results if r is not None]
 
     def _generate(
-        self, cross_k, cross_v, audio_mask, prefixes, tokenizers, lengths, temperature
+        self, cross, audio_mask, bucket, prefixes, tokenizers, max_new, temperature
     ) -> list[_Decoded]:
         batch = len(prefixes)
         eot = tokenizers[0].eot
-        longest = max(len(p) for p in prefixes)
-        width = max(PREFILL_WIDTH, math.ceil(longest / TEXT_BUCKET) * TEXT_BUCKET)
-        max_new = [
-            max(8, int(n / SAMPLE_RATE * self.options.max_tokens_per_second) + 4) for n in lengths
-        ]
-        budget = min(max(max_new), self.dims.n_text_ctx - longest - 1)
-        capacity = self.dims.n_text_ctx
-        tokens = np.full((batch, width), eot, dtype=np.int32)
+        capacity = self._capacity(bucket)
+        tokens = np.full((batch, PREFILL_WIDTH), eot, dtype=np.int32)
         for row, prefix in enumerate(prefixes):
-            tokens[row, : len(prefix)] = prefix
-        cache_k, cache_v = self._empty_cache(batch, capacity)
-        logits, cache_k, cache_v, _ = whisper.decode(
+            tokens[row, PREFILL_WIDTH - len(prefix) :] = prefix
+        sot_slots = [
+            PREFILL_WIDTH - len(p) + p.index(tokenizers[r].sot) for r, p in enumerate(prefixes)
+        ]
+        room = capacity - PREFILL_WIDTH - 1
+        self._fallback_key, key = jax.random.split(self._fallback_key)
+        out = whisper.generate(
             self.params,
             jnp.asarray(tokens),
-            jnp.zeros(batch, jnp.int32),
-            cache_k,
-            cache_v,
-            cross_k,
-            cross_v,
+            jnp.asarray([len(p) for p in prefixes], jnp.int32),
+            jnp.asarray(sot_slots, jnp.int32),
+            cross,
             audio_mask,
+            jnp.asarray([min(n, room) for n in max_new], jnp.int32),
+            self._suppress,
+            jnp.int32(eot),
+            jnp.int32(tokenizers[0].no_speech),
+            jnp.float32(temperature),
+            key,
             n_head=self.n_text_head,
+            alignment=self.alignment,
+            capacity=capacity,
         )
-        logits = np.asarray(logits, dtype=np.float32)
-        sot_index = [p.index(tokenizers[r].sot) for r, p in enumerate(prefixes)]
-        no_speech = []
+        out = jax.device_get(out)
+        decoded = []
         for row in range(batch):
-            at_sot = logits[row, sot_index[row]]
-            p = np.exp(at_sot - at_sot.max())
-            no_speech.append(float(p[tokenizers[row].no_speech] / p.sum()))
-        next_logits = np.stack([logits[row, len(prefixes[row]) - 1] for row in range(batch)])
-        offsets = np.array([len(p) for p in prefixes], dtype=np.int32)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        logprob_sums = np.zeros(batch)
-        done = np.zeros(batch, dtype=bool)
-        rng = np.random.default_rng(0)
-        for step in range(budget):
-            scores = np.where(self._suppress, -np.inf, next_logits)
-            if step == 0:
-                scores[:, eot] = -np.inf  # at least one token before the end
-            logprobs = scores - _logsumexp(scores)
-            if temperature > 0:
-                probs = np.exp((scores - scores.max(-1, keepdims=True)) / temperature)
-                probs /= probs.sum(-1, keepdims=True)
-                chosen = np.array([rng.choice(len(p), p=p) for p in probs])
-            else:
-                chosen = scores.argmax(-1)
-            for row in range(batch):
-                if done[row]:
-                    continue
-                token = int(chosen[row])
-                logprob_sums[row] += logprobs[row, token]
-                if token == eot or len(generated[row]) >= max_new[row]:
-                    done[row] = True
-                else:
-                    generated[row].append(token)
-            if done.all():
-                break
-            step_tokens = np.where(done, eot, chosen).astype(np.int32)[:, None]
-            logits, cache_k, cache_v, _ = whisper.decode(
-                self.params,
-                jnp.asarray(step_tokens),
-                jnp.asarray(np.minimum(offsets, capacity - 1)),
-                cache_k,
-                cache_v,
-                cross_k,
-                cross_v,
-                audio_mask,
-                n_head=self.n_text_head,
-            )
-            offsets = offsets + 1
-            next_logits = np.asarray(logits[:, 0], dtype=np.float32)
-        out = []
-        for row in range(batch):
-            text = tokenizers[row].decode(generated[row])
-            out.append(
+            count = int(out.count[row])
+            generated = [int(t) for t in out.tokens[row, :count]]
+            text = tokenizers[row].decode(generated)
+            decoded.append(
                 _Decoded(
-                    tokens=generated[row],
-                    avg_logprob=float(logprob_sums[row] / (len(generated[row]) + 1)),
+                    tokens=generated,
+                    avg_logprob=float(out.logprob_sum[row] / (count + 1)),
                     compression_ratio=_compression_ratio(text),
-                    no_speech_probability=no_speech[row],
+                    no_speech_probability=float(out.no_speech_probability[row]),
                     temperature=temperature,
+                    token_probabilities=out.token_probability[row, :count],
+                    attention=out.attention[row, : count + 1].transpose(1, 0, 2),
                 )
             )
-        return out
+        return decoded
 
     def _needs_fallback(self, decoded: _Decoded) -> bool:
         return (
@@ -517,39 +486,12 @@ class JaxEngine:
     # -- word times ----------------------------------------------------------------------------
 
     def _words(
-        self, cross_k, cross_v, audio_mask, tokenizer, prefix, text_tokens, n_frames, duration_s
-    ):
-        """Teacher-forced pass over prefix + text + eot; DTW on the alignment heads."""
-        sequence = [*prefix, *text_tokens, tokenizer.eot]
-        width = min(
-            max(WORDS_WIDTH, math.ceil(len(sequence) / WORDS_WIDTH) * WORDS_WIDTH),
-            self.dims.n_text_ctx,
-        )
-        sequence = sequence[:width]
-        tokens = np.full((1, width), tokenizer.eot, dtype=np.int32)
-        tokens[0, : len(sequence)] = sequence
-        cache_k, cache_v = self._empty_cache(1, width)
-        logits, _, _, cross = whisper.decode(
-            self.params,
-            jnp.asarray(tokens),
-            jnp.zeros(1, jnp.int32),
-            cache_k,
-            cache_v,
-            cross_k,
-            cross_v,
-            audio_mask,
-            n_head=self.n_text_head,
-        )
-        cross = np.asarray(cross[:, 0], dtype=np.float32)  # [L, H, S, T]
-        first = len(prefix) - 1  # the no-timestamps token, then the text tokens
-        rows = slice(first, first + 1 + len(text_tokens))
-        attention = np.stack([cross[layer, head, rows] for layer, head in self.alignment])
-        frames = token_frames(attention, n_frames)
-        logits = np.asarray(logits[0], dtype=np.float32)
-        token_probs = []
-        for i, token in enumerate(text_tokens):
-            row = logits[first + i]
-            token_probs.append(float(np.exp(row[token] - _logsumexp(row[None])[0, 0])))
+        self, tokenizer: Tokenizer, decoded: _Decoded, n_frames: int, duration_s: float
+    ) -> tuple[Word, ...]:
+        """Words of the decoded tokens, timed by DTW on the alignment heads' attention."""
+        text_tokens = decoded.tokens
+        frames = token_frames(decoded.attention, n_frames)
+        token_probs = decoded.token_probabilities
         words, word_tokens = tokenizer.split_to_word_tokens(text_tokens + [tokenizer.eot])
         if len(word_tokens) <= 1:
             return ()
@@ -583,7 +525,12 @@ class JaxEngine:
         return tuple(result)
 
 
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    finite = np.where(np.isfinite(x), x, -np.inf)
-    top = finite.max(-1, keepdims=True)
-    return top + np.log(np.exp(finite - top).sum(-1, keepdims=True))
+def _padded_size(size: int) -> int:
+    """Batches of 1, 2, 4, 8...: a handful of compiled shapes instead of one per size."""
+    return 1 << (size - 1).bit_length()
+
+
+def whisper_rows(cross: whisper.LayerKV, rows: list[int]) -> whisper.LayerKV:
+    """The cross-attention keys/values of the given rows (repeats allowed)."""
+    index = jnp.asarray(rows)
+    return tuple((k[index], v[index]) for k, v in cross)

@@ -1,15 +1,21 @@
-"""Whisper in JAX: encoder, decoder with a key/value cache, cross-attention for word timing.
+"""Whisper in JAX: encoder, decoder with a key/value cache, greedy decoding in one program.
 
 Parameters are a plain pytree built from the flat CTranslate2-named weights. Linear weights are
 stored pre-transposed ([in, out]), the output projection too (tied with the token embedding).
-Shapes are static per call (audio and text lengths are bucketed by the caller) so each jitted
-function compiles once per bucket.
+Per-layer tensors (cross-attention keys/values, the self-attention cache) travel as tuples of
+per-layer arrays: slicing one layer out of a stacked array copies it on XLA:CPU, which cost more
+than the whole decoder step.
+
+Shapes are static per call (audio length and batch size are bucketed by the caller), so each
+jitted function compiles once per bucket. `generate` runs the whole token loop on the device
+(`lax.while_loop`): no host round trip per token, and the alignment heads' cross-attention of
+every generated token is kept for word timing, so no second, teacher-forced pass is needed.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +24,11 @@ import numpy as np
 from bot.asr.jax.weights import ModelDimensions
 
 Params = dict[str, Any]
+# Per decoder layer, (keys, values) [B, H, T, Dh]: the audio's (cross) or the text's (cache).
+LayerKV = tuple[tuple[jnp.ndarray, jnp.ndarray], ...]
+Alignment = tuple[tuple[int, int], ...]  # (layer, head) pairs whose attention follows the speech
+
+_MASKED = -1e9
 
 
 def build_params(
@@ -112,13 +123,15 @@ def _merge(x: jnp.ndarray) -> jnp.ndarray:
 
 
 def _attend(q, k, v, mask=None):
-    """q [B,H,S,Dh], k/v [B,H,T,Dh] → out [B,H,S,Dh], weights [B,H,S,T]."""
+    """q [B,H,S,Dh], k/v [B,H,T,Dh], mask broadcastable to [B,H,S,T] → out, weights [B,H,S,T].
+
+    Softmax in float32 whatever the compute type (bfloat16 on a GPU)."""
     scale = q.shape[-1] ** -0.5
-    logits = jnp.einsum("bhsd,bhtd->bhst", q, k) * scale
+    logits = jnp.einsum("bhsd,bhtd->bhst", q, k, preferred_element_type=jnp.float32) * scale
     if mask is not None:
-        logits = jnp.where(mask, logits, -1e9)
+        logits = jnp.where(mask, logits, _MASKED)
     weights = jax.nn.softmax(logits, axis=-1)
-    return jnp.einsum("bhst,bhtd->bhsd", weights, v), weights
+    return jnp.einsum("bhst,bhtd->bhsd", weights.astype(v.dtype), v), weights
 
 
 def _conv1d(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray, stride: int) -> jnp.ndarray:
@@ -128,8 +141,7 @@ def _conv1d(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray, stride: int) -> jnp.
     return out + b[None, :, None]
 
 
-@partial(jax.jit, static_argnames=("n_head",))
-def encode(params: Params, mel: jnp.ndarray, n_head: int) -> jnp.ndarray:
+def _encoder(params: Params, mel: jnp.ndarray, n_head: int) -> jnp.ndarray:
     """mel [B, n_mels, 2T] → audio features [B, T, D] (T ≤ 1500: variable context)."""
     p = params["encoder"]
     x = jax.nn.gelu(_conv1d(mel, p["conv1_w"], p["conv1_b"], 1), approximate=False)
@@ -146,65 +158,250 @@ def encode(params: Params, mel: jnp.ndarray, n_head: int) -> jnp.ndarray:
     return _norm(p["ln"], x)
 
 
-@partial(jax.jit, static_argnames=("n_head",))
-def cross_keys_values(params: Params, audio: jnp.ndarray, n_head: int):
-    """Per decoder layer, the cross-attention keys and values of the audio: [L, B, H, T, Dh]."""
-    ks, vs = [], []
+def _cross_keys_values(params: Params, audio: jnp.ndarray, n_head: int) -> LayerKV:
+    out = []
     for layer in params["decoder"]["layers"]:
-        kv = _linear(layer["ckv"], audio)
-        k, v = jnp.split(kv, 2, axis=-1)
-        ks.append(_heads(k, n_head))
-        vs.append(_heads(v, n_head))
-    return jnp.stack(ks), jnp.stack(vs)
+        k, v = jnp.split(_linear(layer["ckv"], audio), 2, axis=-1)
+        out.append((_heads(k, n_head), _heads(v, n_head)))
+    return tuple(out)
 
 
-@partial(jax.jit, static_argnames=("n_head",), donate_argnames=("cache_k", "cache_v"))
-def decode(
+def _empty_cache(params: Params, batch: int, capacity: int, n_head: int) -> LayerKV:
+    d = params["decoder"]["pos"].shape[-1]
+    dtype = params["decoder"]["pos"].dtype
+    shape = (batch, n_head, capacity, d // n_head)
+    return tuple(
+        (jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)) for _ in params["decoder"]["layers"]
+    )
+
+
+def _decoder(
     params: Params,
     tokens: jnp.ndarray,
-    offsets: jnp.ndarray,
-    cache_k: jnp.ndarray,
-    cache_v: jnp.ndarray,
-    cross_k: jnp.ndarray,
-    cross_v: jnp.ndarray,
-    audio_mask: jnp.ndarray,
+    positions: jnp.ndarray,
+    slot: jnp.ndarray | int,
+    cache: LayerKV,
+    cross: LayerKV,
+    visible: jnp.ndarray,
+    audio_mask: jnp.ndarray | None,
     n_head: int,
-):
-    """Run tokens [B, S] placed at positions offsets[b] + 0..S-1 through the decoder.
+    alignment: Alignment,
+) -> tuple[jnp.ndarray, LayerKV, jnp.ndarray]:
+    """Tokens [B, S] at embedding positions [B, S], written to cache slots slot..slot+S-1.
 
-    cache_k/v [L, B, C, H, Dh] hold earlier positions; they are updated in place (donated)
-    and returned. audio_mask [B, T] hides padded audio frames. Returns logits [B, S, V], the
-    caches, and the cross-attention weights of every layer [L, B, H, S, T] (for word timing).
+    `visible` [B, S, C] says which cache slots each token attends to (causal, and not the
+    left padding of a shorter prompt); `audio_mask` [B, T] hides padded audio frames.
+    Returns the final hidden states [B, S, D] (after the last layer norm), the updated cache,
+    and the alignment heads' cross-attention [B, A, S, T] (float32).
     """
     p = params["decoder"]
-    batch, steps = tokens.shape
-    capacity = cache_k.shape[2]
-    positions = offsets[:, None] + jnp.arange(steps)[None, :]  # [B, S]
     x = p["embedding"][tokens] + p["pos"][positions]
-    # causal over the cache: a token sees every position up to its own
-    visible = jnp.arange(capacity)[None, None, :] <= positions[:, :, None]  # [B, S, C]
     self_mask = visible[:, None, :, :]
-    cross_mask = audio_mask[:, None, None, :]
-    rows = jnp.arange(batch)[:, None]
-    scale = (x.shape[-1] // n_head) ** -0.5
-    cross_weights = []
+    cross_mask = None if audio_mask is None else audio_mask[:, None, None, :]
+    heads_of_layer: dict[int, list[int]] = {}
+    for layer_index, head in alignment:
+        heads_of_layer.setdefault(layer_index, []).append(head)
+    aligned = []
+    updated = []
     for i, layer in enumerate(p["layers"]):
         h = _linear(layer["qkv"], _norm(layer["ln1"], x))
-        q, k, v = jnp.split(h, 3, axis=-1)
-        k = k.reshape(batch, steps, n_head, -1)
-        v = v.reshape(batch, steps, n_head, -1)
-        cache_k = cache_k.at[i, rows, positions].set(k)
-        cache_v = cache_v.at[i, rows, positions].set(v)
-        q = _heads(q, n_head)
-        logits = jnp.einsum("bhsd,bchd->bhsc", q, cache_k[i]) * scale
-        weights = jax.nn.softmax(jnp.where(self_mask, logits, -1e9), axis=-1)
-        out = jnp.einsum("bhsc,bchd->bhsd", weights, cache_v[i])
+        q, k, v = (_heads(part, n_head) for part in jnp.split(h, 3, axis=-1))
+        cache_k, cache_v = cache[i]
+        cache_k = jax.lax.dynamic_update_slice(cache_k, k, (0, 0, slot, 0))
+        cache_v = jax.lax.dynamic_update_slice(cache_v, v, (0, 0, slot, 0))
+        updated.append((cache_k, cache_v))
+        out, _ = _attend(q, cache_k, cache_v, self_mask)
         x = x + _linear(layer["out"], _merge(out))
         q = _heads(_linear(layer["cq"], _norm(layer["ln2"], x)), n_head)
-        out, weights = _attend(q, cross_k[i], cross_v[i], cross_mask)
-        cross_weights.append(weights)
+        out, weights = _attend(q, cross[i][0], cross[i][1], cross_mask)
+        aligned += [weights[:, head] for head in heads_of_layer.get(i, [])]
         x = x + _linear(layer["cout"], _merge(out))
         h = jax.nn.gelu(_linear(layer["fc1"], _norm(layer["ln3"], x)), approximate=False)
         x = x + _linear(layer["fc2"], h)
-    logits = _norm(p["ln"], x) @ p["projection"]
-    return logits, cache_k, cache_v, jnp.stack(cross_weights)
+    aligned_weights = jnp.stack(aligned, axis=1) if aligned else jnp.zeros((x.shape[0], 0))
+    return _norm(p["ln"], x), tuple(updated), aligned_weights
+
+
+def _logits(params: Params, hidden: jnp.ndarray) -> jnp.ndarray:
+    return jnp.dot(hidden, params["decoder"]["projection"], preferred_element_type=jnp.float32)
+
+
+@partial(jax.jit, static_argnames=("n_audio_head", "n_text_head", "detect"))
+def encode(
+    params: Params,
+    mel: jnp.ndarray,
+    sot: jnp.ndarray,
+    language_tokens: jnp.ndarray,
+    n_audio_head: int,
+    n_text_head: int,
+    detect: bool,
+) -> tuple[LayerKV, jnp.ndarray]:
+    """mel [B, n_mels, 2T] → the decoder's cross-attention keys/values of the audio, and the
+    logits of `language_tokens` after the start-of-transcript token [B, n_languages] (zeros
+    when `detect` is off: English-only models)."""
+    audio = _encoder(params, mel, n_audio_head)
+    cross = _cross_keys_values(params, audio, n_text_head)
+    batch = mel.shape[0]
+    if not detect:
+        return cross, jnp.zeros((batch, language_tokens.shape[0]), jnp.float32)
+    tokens = jnp.full((batch, 1), sot, jnp.int32)
+    hidden, _, _ = _decoder(
+        params,
+        tokens,
+        jnp.zeros((batch, 1), jnp.int32),
+        0,
+        _empty_cache(params, batch, 1, n_text_head),
+        cross,
+        jnp.ones((batch, 1, 1), bool),
+        None,
+        n_text_head,
+        (),
+    )
+    return cross, _logits(params, hidden[:, 0])[:, language_tokens]
+
+
+class Generated(NamedTuple):
+    """What `generate` returns per row (arrays with a leading batch axis)."""
+
+    tokens: jnp.ndarray  # [B, N] int32, end-of-text after the row's last token
+    count: jnp.ndarray  # [B] tokens generated
+    logprob_sum: jnp.ndarray  # [B] sum of the chosen tokens' log-probabilities (and of the end)
+    no_speech_probability: jnp.ndarray  # [B]
+    token_probability: jnp.ndarray  # [B, N] probability of each token (unsuppressed softmax)
+    attention: jnp.ndarray  # [B, N + 1, A, T] alignment heads: no-timestamps token, then tokens
+
+
+@partial(jax.jit, static_argnames=("n_head", "alignment", "capacity"))
+def generate(
+    params: Params,
+    prefix: jnp.ndarray,
+    prefix_lengths: jnp.ndarray,
+    sot_slots: jnp.ndarray,
+    cross: LayerKV,
+    audio_mask: jnp.ndarray,
+    max_new: jnp.ndarray,
+    suppress: jnp.ndarray,
+    eot: jnp.ndarray,
+    no_speech: jnp.ndarray,
+    temperature: jnp.ndarray,
+    key: jnp.ndarray,
+    n_head: int,
+    alignment: Alignment,
+    capacity: int,
+) -> Generated:
+    """Prefill each row's prompt, then decode greedily (or by sampling at `temperature` > 0)
+    until every row has produced end-of-text or `max_new[b]` tokens.
+
+    `prefix` [B, W] is left-padded: row b's tokens fill the last `prefix_lengths[b]` slots, so
+    every row writes the same cache slot at each step while its embedding positions start at 0.
+    `sot_slots[b]` is the slot of the start-of-transcript token (its logits give the
+    no-speech probability). `suppress` [V] marks tokens never generated. At most
+    `capacity - W - 1` tokens are generated.
+    """
+    batch, width = prefix.shape
+    steps = capacity - width
+    rows = jnp.arange(batch)
+    slots = jnp.arange(capacity)
+    padding = width - prefix_lengths  # [B]
+    valid = slots[None, :] >= padding[:, None]  # [B, C]: not left padding
+    prefill_visible = valid[:, None, :] & (slots[None, None, :] <= jnp.arange(width)[None, :, None])
+    positions = jnp.maximum(jnp.arange(width)[None, :] - padding[:, None], 0)
+    hidden, cache, attention = _decoder(
+        params,
+        prefix,
+        positions,
+        0,
+        _empty_cache(params, batch, capacity, n_head),
+        cross,
+        prefill_visible,
+        audio_mask,
+        n_head,
+        alignment,
+    )
+    at_sot = jax.nn.softmax(_logits(params, hidden[rows, sot_slots]), axis=-1)
+    logits = _logits(params, hidden[:, -1])
+    frames = audio_mask.shape[1]
+    attention_out = jnp.zeros((batch, steps + 1, len(alignment), frames), jnp.float32)
+    attention_out = attention_out.at[:, 0].set(attention[:, :, -1])
+    vocab = jnp.arange(logits.shape[-1])
+
+    def choose(scores, key):
+        return jax.lax.cond(
+            temperature > 0,
+            lambda: jax.random.categorical(key, scores / jnp.maximum(temperature, 1e-6)),
+            lambda: jnp.argmax(scores, axis=-1),
+        ).astype(jnp.int32)
+
+    def advance(carry, t, chosen):
+        logits, cache, attention_out = carry
+        slot = width + t
+        visible = (valid & (slots[None, :] <= slot))[:, None, :]
+        hidden, cache, attention = _decoder(
+            params,
+            chosen[:, None],
+            (prefix_lengths + t)[:, None],
+            slot,
+            cache,
+            cross,
+            visible,
+            audio_mask,
+            n_head,
+            alignment,
+        )
+        attention_out = jax.lax.dynamic_update_slice(
+            attention_out, attention.transpose(0, 2, 1, 3), (0, t + 1, 0, 0)
+        )
+        return _logits(params, hidden[:, 0]), cache, attention_out
+
+    def body(state):
+        t, logits, cache, tokens, probs, attention_out, logprob_sum, count, done, key = state
+        key, sample_key = jax.random.split(key)
+        scores = jnp.where(suppress[None, :], -jnp.inf, logits)
+        scores = jnp.where((t == 0) & (vocab == eot)[None, :], -jnp.inf, scores)
+        chosen = choose(scores, sample_key)
+        logprobs = scores - jax.nn.logsumexp(scores, axis=-1, keepdims=True)
+        raw = logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True)
+        active = ~done
+        finished = active & ((chosen == eot) | (count >= max_new))
+        kept = active & ~finished
+        logprob_sum = logprob_sum + jnp.where(active, logprobs[rows, chosen], 0.0)
+        tokens = tokens.at[:, t].set(jnp.where(kept, chosen, eot))
+        probs = probs.at[:, t].set(jnp.exp(raw[rows, chosen]))
+        count = count + kept
+        done = done | finished
+        chosen = jnp.where(done, eot, chosen)
+        logits, cache, attention_out = jax.lax.cond(
+            done.all(),
+            lambda carry: carry,
+            lambda carry: advance(carry, t, chosen),
+            (logits, cache, attention_out),
+        )
+        return t + 1, logits, cache, tokens, probs, attention_out, logprob_sum, count, done, key
+
+    def running(state):
+        t, done = state[0], state[8]
+        return (t < steps) & ~done.all()
+
+    state = (
+        jnp.int32(0),
+        logits,
+        cache,
+        jnp.full((batch, steps), eot, jnp.int32),
+        jnp.zeros((batch, steps), jnp.float32),
+        attention_out,
+        jnp.zeros(batch, jnp.float32),
+        jnp.zeros(batch, jnp.int32),
+        jnp.zeros(batch, bool),
+        key,
+    )
+    _, _, _, tokens, probs, attention_out, logprob_sum, count, _, _ = jax.lax.while_loop(
+        running, body, state
+    )
+    return Generated(
+        tokens=tokens,
+        count=count,
+        logprob_sum=logprob_sum,
+        no_speech_probability=at_sot[rows, no_speech],
+        token_probability=probs,
+        attention=attention_out,
+    )
