@@ -1,10 +1,12 @@
 """JAX engine vs CTranslate2 engine, same model, same machine, same run; prints a table.
 
 Every measurement runs in a fresh process: start-up (cold, then with the compile cache for
-jax), streaming at real time (commit latency p50/p90, WER), offline greedy RTF and WER on a long
-file, throughput with 1/4/8 streams decoded as one batch, and peak RSS.
+jax), streaming at real time (commit latency p50/p90, WER) over a long file, offline greedy RTF
+and WER on it, throughput with 1/4/8 streams decoded as one batch, and peak RSS. A third
+column runs the jax engine with the full 30 s audio context (no variable context), to show
+what encoding only the buffer's length buys.
 
-    python bench/jax_vs_ctranslate2.py [--model base] [--stream-seconds 60] [--long ITEM]
+    python bench/jax_vs_ctranslate2.py [--model base] [--stream-seconds S] [--long ITEM]
 """
 
 from __future__ import annotations
@@ -25,11 +27,19 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LONG = "ljspeech_LJ001-0001_0045_long"
 
 
-def _engine(name: str, model: str):
+SYSTEMS = {
+    "ctranslate2": ("ctranslate2", "trimmed"),
+    "jax": ("jax", "trimmed"),
+    "jax, 30 s context": ("jax", "full"),
+}
+
+
+def _engine(system: str, model: str):
     from bot.asr.factory import create_engine
     from bot.config import EngineConfig
 
-    return create_engine(EngineConfig(name=name, model=model))
+    name, context = SYSTEMS[system]
+    return create_engine(EngineConfig(name=name, model=model, audio_context=context))
 
 
 def _rss_mb() -> float:
@@ -80,7 +90,9 @@ def streaming(name: str, model: str, item: dict, seconds: float, out) -> None:
     from bot.streaming.transcriber import StreamingTranscriber
 
     engine = _engine(name, model)
-    audio = load_audio(DATA / item["audio"])[: int(seconds * 16000)]
+    audio = load_audio(DATA / item["audio"])
+    seconds = min(seconds, len(audio) / 16000) if seconds > 0 else len(audio) / 16000
+    audio = audio[: int(seconds * 16000)]
     transcriber = StreamingTranscriber(engine, clock="wall")
     recorder = TranscriptRecorder("s", item["id"], seconds, model, name, "transcribe", "en")
     run_realtime(transcriber, [Recording("s", audio, "transcribe", "en")], recorder.add)
@@ -91,6 +103,7 @@ def streaming(name: str, model: str, item: dict, seconds: float, out) -> None:
     reference = " ".join(text_words[: round(len(text_words) * seconds / item["duration_s"])])
     out.put(
         {
+            "seconds": seconds,
             "p50": latency.p50,
             "p90": latency.p90,
             "wer": word_error(reference, recorder.transcript.text, "en").rate,
@@ -133,40 +146,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="base")
     parser.add_argument("--long", default=LONG)
-    parser.add_argument("--stream-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--stream-seconds", type=float, default=0.0, help="streamed audio (0: the whole file)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = {r["id"]: r for r in map(json.loads, (DATA / "manifest.jsonl").read_text().splitlines())}
     item = rows[args.long]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as cache:
-        for name in ("ctranslate2", "jax"):
+        for system in SYSTEMS:
             r: dict = {}
-            r["cold"] = fresh(startup, name, args.model, cache)
-            r["warm"] = fresh(startup, name, args.model, cache)
-            r["stream"] = fresh(streaming, name, args.model, item, args.stream_seconds)
-            r["offline"] = fresh(offline, name, args.model, item)
-            r["throughput"] = fresh(throughput, name, args.model, item)
-            results[name] = r
-            print(f"{name}: {json.dumps(r)}", file=sys.stderr)
+            if system != "jax, 30 s context":
+                r["cold"] = fresh(startup, system, args.model, cache)
+                r["warm"] = fresh(startup, system, args.model, cache)
+            r["stream"] = fresh(streaming, system, args.model, item, args.stream_seconds)
+            if system != "jax, 30 s context":
+                r["offline"] = fresh(offline, system, args.model, item)
+            r["throughput"] = fresh(throughput, system, args.model, item)
+            results[system] = r
+            print(f"{system}: {json.dumps(r)}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
+    seconds = results["jax"]["stream"]["seconds"]
     print(f"\n{args.model}, CPU ({os.cpu_count()} cores); ctranslate2 int8 vs jax float32\n")
-    print("| measure | ctranslate2 | jax |")
-    print("|---|---|---|")
+    print("| measure | " + " | ".join(SYSTEMS) + " |")
+    print("|---|" + "---|" * len(SYSTEMS))
 
     def row(label: str, get, fmt: str = "{:.2f}") -> None:
-        values = [fmt.format(get(results[name])) for name in ("ctranslate2", "jax")]
-        print(f"| {label} | {values[0]} | {values[1]} |")
+        values = []
+        for system in SYSTEMS:
+            try:
+                values.append(fmt.format(get(results[system])))
+            except KeyError:
+                values.append("—")
+        print(f"| {label} | " + " | ".join(values) + " |")
 
     row("start-up to first result, cold (s)", lambda r: r["cold"]["first_result_s"])
     row("start-up to first result, compile cache (s)", lambda r: r["warm"]["first_result_s"])
-    row(
-        f"streaming commit latency p50 ({args.stream_seconds:g} s at 1x)",
-        lambda r: r["stream"]["p50"],
-    )
-    row("streaming commit latency p90", lambda r: r["stream"]["p90"])
+    row(f"streaming commit latency p50 ({seconds:.0f} s at 1x, s)", lambda r: r["stream"]["p50"])
+    row("streaming commit latency p90 (s)", lambda r: r["stream"]["p90"])
     row("streaming WER", lambda r: 100 * r["stream"]["wer"], "{:.2f}%")
+    row("peak RSS, streaming (MB)", lambda r: r["stream"]["rss"], "{:.0f}")
     row(
         f"offline greedy RTF ({item['duration_s'] / 60:.1f} min)",
         lambda r: r["offline"]["rtf"],

@@ -2,9 +2,9 @@
 
 Each window is encoded at its own audio bucket (its length plus the silent tail, rounded up to a
 few fixed lengths) and the language is detected in the same program. The windows of a call are
-then decoded together: their cross-attention keys/values padded to the longest bucket with a
+then decoded together: their cross-attention keys/values padded to a shared context with a
 mask, prompts left-padded, and the whole greedy token loop run on the device in one program per
-(batch size, bucket), rows finishing at their own time. Robustness as openai/whisper's
+(batch size, context), rows finishing at their own time. Robustness as openai/whisper's
 transcribe: suppressed tokens, temperature fallback on repetitive or improbable text, no-speech
 probability. Word times come from the alignment heads' cross-attention recorded while
 generating, and DTW. Windows are decoded without timestamp tokens, so segment ends are not
@@ -44,10 +44,16 @@ from bot.messages import SAMPLE_RATE, Word
 logger = logging.getLogger(__name__)
 
 COMPUTE_TYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-AUDIO_BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
-# Buckets a streaming buffer falls in (at most 15 s of buffer plus the silent tail): compiled
-# by warm_up() before audio flows.
-STREAMING_BUCKETS_S = (5.0, 10.0, 15.0, 20.0)
+# A window is encoded at the first bucket that holds it and its silent tail (each bucket is one
+# compiled encoder, about 1 s to compile: fine steps, as the encoder's cost follows its length),
+# and decoded against the first context that holds the longest bucket of its batch (each
+# context is one compiled decoder per batch size, about 2 s: coarse steps, as a masked frame
+# costs the decoder little).
+AUDIO_BUCKETS_S = (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 20.0, 25.0, 30.0)
+CONTEXTS_S = (10.0, 20.0, 30.0)
+# What a streaming buffer needs (its cap is 15 s, passed by up to a step, plus the tail):
+# compiled by warm_up() at start.
+STREAMING_BUCKETS_S = AUDIO_BUCKETS_S[:8]
 # The prompt slots of the decoder: the start sequence and at most MAX_PROMPT_TOKENS of text.
 MAX_PROMPT_TOKENS = 64
 PREFILL_WIDTH = 72
@@ -95,7 +101,7 @@ class _Batch:
     audio_mask: jnp.ndarray  # [B, T]
     frames: list[int]  # audio frames of each row's own bucket
     languages: list[tuple[str, float]]
-    bucket_s: float  # the shared context
+    context_s: float  # the shared context
 
 
 class JaxEngine:
@@ -228,24 +234,29 @@ class JaxEngine:
         batch_sizes: tuple[int, ...] = (1,),
         buckets_s: tuple[float, ...] = STREAMING_BUCKETS_S,
     ) -> float:
-        """Compile (or load from the cache) the programs streaming needs; returns seconds."""
+        """Compile (or load from the cache) the encoders of `buckets_s` and the decoders of
+        their contexts at `batch_sizes`; returns seconds."""
         started = time.perf_counter()
         if self.options.audio_context == "full":
             buckets_s = (30.0,)
         tokenizer = self._tokenizer("transcribe", "en")
         prefix = self._prefix(tokenizer, "")
+        silence = np.zeros(0, np.float32)
         for bucket in buckets_s:
-            cross, _ = self._encode_rows(self._mel(np.zeros(0, np.float32), bucket), bucket)
+            self._encode_rows(self._mel(silence, bucket), bucket)
+        head_dim = self.dims.n_text_state // self.n_text_head
+        for context in sorted({self.context_s(bucket) for bucket in buckets_s}):
+            frames = int(context * TOKENS_PER_SECOND)
             for size in batch_sizes:
-                rows = [0] * _padded_size(size)
-                frames = int(bucket * TOKENS_PER_SECOND)
+                rows = _padded_size(size)
+                zeros = jnp.zeros((rows, self.n_text_head, frames, head_dim), self.dtype)
                 self._generate(
-                    whisper_rows(cross, rows),
-                    jnp.ones((len(rows), frames), bool),
-                    bucket,
-                    [prefix] * len(rows),
-                    [tokenizer] * len(rows),
-                    [8] * len(rows),
+                    tuple((zeros, zeros) for _ in range(self.dims.n_text_layer)),
+                    jnp.ones((rows, frames), bool),
+                    context,
+                    [prefix] * rows,
+                    [tokenizer] * rows,
+                    [8] * rows,
                     0.0,
                 )
         return time.perf_counter() - started
@@ -285,16 +296,22 @@ class JaxEngine:
     # -- audio ---------------------------------------------------------------------------------
 
     def bucket_s(self, samples: int) -> float:
+        """The audio length a window of `samples` is encoded at."""
         seconds = samples / SAMPLE_RATE + self.options.silence_tail_s
         if self.options.audio_context == "full":
             return 30.0
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
 
+    def context_s(self, bucket: float) -> float:
+        """The audio context a window encoded at `bucket` is decoded against."""
+        return next((c for c in CONTEXTS_S if bucket <= c), 30.0)
+
     def _encode(self, windows: list[Window]) -> _Batch:
         """Encode each window at its own bucket (so it decodes the same alone or in a batch:
-        on CPU, batching the encoder saves nothing) and pad them to the longest with a mask."""
+        on CPU, batching the encoder saves nothing) and pad them to a shared context, the
+        frames past each row's own bucket masked."""
         buckets = [self.bucket_s(len(w.audio)) for w in windows]
-        context = max(buckets)
+        context = self.context_s(max(buckets))
         frames = int(context * TOKENS_PER_SECOND)
         rows_cross: list[whisper.LayerKV] = []
         languages: list[tuple[str, float]] = []
@@ -385,10 +402,10 @@ class JaxEngine:
     def _max_new_tokens(self, samples: int) -> int:
         return max(8, int(samples / SAMPLE_RATE * self.options.max_tokens_per_second) + 4)
 
-    def _capacity(self, bucket: float) -> int:
-        """Cache slots for a bucket: the prompt, the most tokens its audio may need, one more
+    def _capacity(self, context: float) -> int:
+        """Cache slots for a context: the prompt, the most tokens its audio may need, one more
         for the end; rounded up to 16."""
-        needed = PREFILL_WIDTH + self._max_new_tokens(int(bucket * SAMPLE_RATE)) + 2
+        needed = PREFILL_WIDTH + self._max_new_tokens(int(context * SAMPLE_RATE)) + 2
         return min(math.ceil(needed / 16) * 16, self.dims.n_text_ctx)
 
     def _decode_with_fallback(self, batch: _Batch, prefixes, tokenizers, lengths) -> list[_Decoded]:
@@ -398,12 +415,12 @@ class JaxEngine:
             rows = pending + [pending[-1]] * (_padded_size(len(pending)) - len(pending))
             cross, audio_mask = batch.cross, batch.audio_mask
             if rows != list(range(len(prefixes))):
-                cross = whisper_rows(cross, rows)
+                cross = select_rows(cross, rows)
                 audio_mask = audio_mask[jnp.asarray(rows)]
             decoded = self._generate(
                 cross,
                 audio_mask,
-                batch.bucket_s,
+                batch.context_s,
                 [prefixes[r] for r in rows],
                 [tokenizers[r] for r in rows],
                 [self._max_new_tokens(lengths[r]) for r in rows],
@@ -422,11 +439,11 @@ class JaxEngine:
         return [r for r in results if r is not None]
 
     def _generate(
-        self, cross, audio_mask, bucket, prefixes, tokenizers, max_new, temperature
+        self, cross, audio_mask, context, prefixes, tokenizers, max_new, temperature
     ) -> list[_Decoded]:
         batch = len(prefixes)
         eot = tokenizers[0].eot
-        capacity = self._capacity(bucket)
+        capacity = self._capacity(context)
         tokens = np.full((batch, PREFILL_WIDTH), eot, dtype=np.int32)
         for row, prefix in enumerate(prefixes):
             tokens[row, PREFILL_WIDTH - len(prefix) :] = prefix
@@ -530,7 +547,7 @@ def _padded_size(size: int) -> int:
     return 1 << (size - 1).bit_length()
 
 
-def whisper_rows(cross: whisper.LayerKV, rows: list[int]) -> whisper.LayerKV:
+def select_rows(cross: whisper.LayerKV, rows: list[int]) -> whisper.LayerKV:
     """The cross-attention keys/values of the given rows (repeats allowed)."""
     index = jnp.asarray(rows)
     return tuple((k[index], v[index]) for k, v in cross)
