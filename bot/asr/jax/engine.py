@@ -97,8 +97,8 @@ class _Decoded:
 class _Batch:
     """The windows of one call, encoded and padded to a shared audio context."""
 
-    cross: whisper.LayerKV
-    audio_mask: jnp.ndarray  # [B, T]
+    rows: list[whisper.LayerKV]  # per window: cross-attention keys/values [1, H, T, Dh]
+    audio_mask: np.ndarray  # [B, T]
     frames: list[int]  # audio frames of each row's own bucket
     languages: list[tuple[str, float]]
     context_s: float  # the shared context
@@ -243,7 +243,8 @@ class JaxEngine:
         prefix = self._prefix(tokenizer, "")
         silence = np.zeros(0, np.float32)
         for bucket in buckets_s:
-            self._encode_rows(self._mel(silence, bucket), bucket)
+            frames = int(self.context_s(bucket) * TOKENS_PER_SECOND)
+            self._encode_rows(self._mel(silence, bucket), frames)
         head_dim = self.dims.n_text_state // self.n_text_head
         for context in sorted({self.context_s(bucket) for bucket in buckets_s}):
             frames = int(context * TOKENS_PER_SECOND)
@@ -308,36 +309,22 @@ class JaxEngine:
 
     def _encode(self, windows: list[Window]) -> _Batch:
         """Encode each window at its own bucket (so it decodes the same alone or in a batch:
-        on CPU, batching the encoder saves nothing) and pad them to a shared context, the
-        frames past each row's own bucket masked."""
+        on CPU, batching the encoder saves nothing), padded to a shared context, the frames
+        past each row's own bucket masked."""
         buckets = [self.bucket_s(len(w.audio)) for w in windows]
         context = self.context_s(max(buckets))
         frames = int(context * TOKENS_PER_SECOND)
-        rows_cross: list[whisper.LayerKV] = []
+        rows: list[whisper.LayerKV] = []
         languages: list[tuple[str, float]] = []
         for window, bucket in zip(windows, buckets):
-            cross, language_logits = self._encode_rows(self._mel(window.audio, bucket), bucket)
-            pad = frames - cross[0][0].shape[2]
-            if pad:
-                widths = ((0, 0), (0, 0), (0, pad), (0, 0))
-                cross = tuple((jnp.pad(k, widths), jnp.pad(v, widths)) for k, v in cross)
-            rows_cross.append(cross)
+            cross, language_logits = self._encode_rows(self._mel(window.audio, bucket), frames)
+            rows.append(cross)
             languages.append(self._language(window, language_logits))
-        if len(rows_cross) == 1:
-            cross = rows_cross[0]
-        else:
-            cross = tuple(
-                (
-                    jnp.concatenate([row[layer][0] for row in rows_cross]),
-                    jnp.concatenate([row[layer][1] for row in rows_cross]),
-                )
-                for layer in range(self.dims.n_text_layer)
-            )
         row_frames = [int(b * TOKENS_PER_SECOND) for b in buckets]
         mask = np.arange(frames)[None, :] < np.array(row_frames)[:, None]
-        return _Batch(cross, jnp.asarray(mask), row_frames, languages, context)
+        return _Batch(rows, mask, row_frames, languages, context)
 
-    def _encode_rows(self, mel: np.ndarray, bucket: float):
+    def _encode_rows(self, mel: np.ndarray, frames: int):
         tokenizer = self._tokenizer("transcribe", "en")
         return whisper.encode(
             self.params,
@@ -347,6 +334,7 @@ class JaxEngine:
             n_audio_head=self.n_audio_head,
             n_text_head=self.n_text_head,
             detect=self.is_multilingual,
+            frames=frames,
         )
 
     def _language(self, window: Window, language_logits: jnp.ndarray) -> tuple[str, float]:
@@ -413,13 +401,10 @@ class JaxEngine:
         pending = list(range(len(prefixes)))
         for temperature in self.options.temperatures:
             rows = pending + [pending[-1]] * (_padded_size(len(pending)) - len(pending))
-            cross, audio_mask = batch.cross, batch.audio_mask
-            if rows != list(range(len(prefixes))):
-                cross = select_rows(cross, rows)
-                audio_mask = audio_mask[jnp.asarray(rows)]
+            chosen = [batch.rows[r] for r in rows]
             decoded = self._generate(
-                cross,
-                audio_mask,
+                chosen[0] if len(chosen) == 1 else whisper.stack_rows(tuple(chosen)),
+                jnp.asarray(batch.audio_mask[rows]),
                 batch.context_s,
                 [prefixes[r] for r in rows],
                 [tokenizers[r] for r in rows],
@@ -545,9 +530,3 @@ class JaxEngine:
 def _padded_size(size: int) -> int:
     """Batches of 1, 2, 4, 8...: a handful of compiled shapes instead of one per size."""
     return 1 << (size - 1).bit_length()
-
-
-def select_rows(cross: whisper.LayerKV, rows: list[int]) -> whisper.LayerKV:
-    """The cross-attention keys/values of the given rows (repeats allowed)."""
-    index = jnp.asarray(rows)
-    return tuple((k[index], v[index]) for k, v in cross)

@@ -226,7 +226,7 @@ def _logits(params: Params, hidden: jnp.ndarray) -> jnp.ndarray:
     return jnp.dot(hidden, params["decoder"]["projection"], preferred_element_type=jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("n_audio_head", "n_text_head", "detect"))
+@partial(jax.jit, static_argnames=("n_audio_head", "n_text_head", "detect", "frames"))
 def encode(
     params: Params,
     mel: jnp.ndarray,
@@ -235,15 +235,19 @@ def encode(
     n_audio_head: int,
     n_text_head: int,
     detect: bool,
+    frames: int,
 ) -> tuple[LayerKV, jnp.ndarray]:
-    """mel [B, n_mels, 2T] → the decoder's cross-attention keys/values of the audio, and the
-    logits of `language_tokens` after the start-of-transcript token [B, n_languages] (zeros
-    when `detect` is off: English-only models)."""
+    """mel [B, n_mels, 2T] → the decoder's cross-attention keys/values of the audio, zero-padded
+    to `frames` (the decoder's context), and the logits of `language_tokens` after the
+    start-of-transcript token [B, n_languages] (zeros when `detect` is off: English-only
+    models). Language detection sees only the audio's own T frames."""
     audio = _encoder(params, mel, n_audio_head)
     cross = _cross_keys_values(params, audio, n_text_head)
     batch = mel.shape[0]
+    pad = ((0, 0), (0, 0), (0, frames - audio.shape[1]), (0, 0))
+    padded = tuple((jnp.pad(k, pad), jnp.pad(v, pad)) for k, v in cross)
     if not detect:
-        return cross, jnp.zeros((batch, language_tokens.shape[0]), jnp.float32)
+        return padded, jnp.zeros((batch, language_tokens.shape[0]), jnp.float32)
     tokens = jnp.full((batch, 1), sot, jnp.int32)
     hidden, _, _ = _decoder(
         params,
@@ -257,7 +261,19 @@ def encode(
         n_text_head,
         (),
     )
-    return cross, _logits(params, hidden[:, 0])[:, language_tokens]
+    return padded, _logits(params, hidden[:, 0])[:, language_tokens]
+
+
+@jax.jit
+def stack_rows(rows: tuple[LayerKV, ...]) -> LayerKV:
+    """One batch of cross-attention keys/values from single-row ones of the same shape."""
+    return tuple(
+        (
+            jnp.concatenate([row[layer][0] for row in rows]),
+            jnp.concatenate([row[layer][1] for row in rows]),
+        )
+        for layer in range(len(rows[0]))
+    )
 
 
 class Generated(NamedTuple):

@@ -13,23 +13,26 @@ TOKENS_PER_SECOND = 50  # encoder frames per second
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cheapest monotonic path through `cost` [tokens, frames]: (token indices, frame indices)."""
+    """Cheapest monotonic path through `cost` [tokens, frames]: (token indices, frame indices).
+
+    Steps are diagonal, down (next token, same frame) or right (same token, next frame), ties
+    broken in that order, as openai/whisper's. A row is computed at once: with a[j] the best of
+    the cells above and above-left, total[j] = cost[j] + min(a[j], total[j - 1]) unrolls to
+    C[j] + min over k <= j of (a[k] - C[k - 1]), C the running sum of the row's cost.
+    """
     n, m = cost.shape
     total = np.full((n + 1, m + 1), np.inf)
     total[0, 0] = 0.0
     trace = np.zeros((n + 1, m + 1), dtype=np.int8)
     for i in range(1, n + 1):
-        row_cost = cost[i - 1]
-        for j in range(1, m + 1):
-            diagonal, up, left = total[i - 1, j - 1], total[i - 1, j], total[i, j - 1]
-            if diagonal <= up and diagonal <= left:
-                best, step = diagonal, 0
-            elif up <= left:
-                best, step = up, 1
-            else:
-                best, step = left, 2
-            total[i, j] = row_cost[j - 1] + best
-            trace[i, j] = step
+        diagonal, up = total[i - 1, :-1], total[i - 1, 1:]
+        running = np.cumsum(cost[i - 1], dtype=np.float64)
+        before = np.concatenate(([0.0], running[:-1]))
+        total[i, 1:] = running + np.minimum.accumulate(np.minimum(diagonal, up) - before)
+        left = total[i, :-1]
+        trace[i, 1:] = np.where(
+            (diagonal <= up) & (diagonal <= left), 0, np.where(up <= left, 1, 2)
+        )
     i, j = n, m
     tokens, frames = [], []
     while i > 0 and j > 0:
