@@ -112,17 +112,19 @@ def streaming(name: str, model: str, item: dict, seconds: float, out) -> None:
     )
 
 
-def throughput(name: str, model: str, item: dict, out: multiprocessing.Queue) -> None:
+def throughput(
+    name: str, model: str, item: dict, batches: list[int], out: multiprocessing.Queue
+) -> None:
     from bot.asr.engine import Window
     from bot.audio.decode import load_audio
 
     engine = _engine(name, model)
     audio = load_audio(DATA / item["audio"])
     result = {}
-    for streams in (1, 4, 8):
+    for streams in batches:
         windows = [
-            Window(audio[i * 160000 : i * 160000 + 160000], "transcribe", "en", "")
-            for i in range(streams)
+            Window(audio[j * 160000 : j * 160000 + 160000], "transcribe", "en", "")
+            for j in (i % (len(audio) // 160000) for i in range(streams))
         ]
         engine.transcribe(windows)  # compile / warm up this shape
         started = time.perf_counter()
@@ -149,10 +151,14 @@ def main() -> None:
     parser.add_argument(
         "--stream-seconds", type=float, default=0.0, help="streamed audio (0: the whole file)"
     )
+    parser.add_argument(
+        "--batches", default="1,4,8", help="streams per batch for throughput (e.g. 1,8,32,64)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = {r["id"]: r for r in map(json.loads, (DATA / "manifest.jsonl").read_text().splitlines())}
     item = rows[args.long]
+    batches = [int(b) for b in args.batches.split(",")]
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as cache:
         for system in SYSTEMS:
@@ -163,7 +169,7 @@ def main() -> None:
             r["stream"] = fresh(streaming, system, args.model, item, args.stream_seconds)
             if system != "jax, 30 s context":
                 r["offline"] = fresh(offline, system, args.model, item)
-            r["throughput"] = fresh(throughput, system, args.model, item)
+            r["throughput"] = fresh(throughput, system, args.model, item, batches)
             results[system] = r
             print(f"{system}: {json.dumps(r)}", file=sys.stderr)
     if args.json:
@@ -194,7 +200,7 @@ def main() -> None:
         "{:.3f}",
     )
     row("offline greedy WER", lambda r: 100 * r["offline"]["wer"], "{:.2f}%")
-    for streams in ("1", "4", "8"):
+    for streams in map(str, batches):
         row(
             f"throughput, {streams} stream(s) × 10 s (audio s/s)",
             lambda r, s=streams: r["throughput"][s],
