@@ -305,3 +305,17 @@ def test_streaming_after_warm_up_compiles_nothing(load_item) -> None:
     counts = json.loads(done.stdout.strip().splitlines()[-1])
     assert counts["after"] == counts["ready"], counts
     assert counts["words"] > 60, counts
+
+
+def test_offline_windows_follow_each_other_without_losing_or_repeating_words(
+    jax_tiny, tiny_engine, load_item
+) -> None:
+    """90 s in 29 s windows, each starting where its predecessor's first dropped word starts:
+    the text matches faster-whisper's own long-form transcription and the times run on."""
+    audio = load_item(LONG)[0][: 90 * SAMPLE_RATE]
+    ours = jax_tiny.transcribe_offline(audio, "transcribe", "en")
+    theirs = tiny_engine.transcribe_offline(audio, "transcribe", "en", beam_size=1)
+    assert english_wer(theirs.text, ours.text) <= 0.05, (ours.text, theirs.text)
+    starts = [w.start for w in ours.words]
+    assert starts == sorted(starts) and 0 <= starts[0] and ours.words[-1].end <= 90.0
+    assert len(ours.words) > 150
