@@ -44,15 +44,14 @@ from bot.messages import SAMPLE_RATE, Word
 logger = logging.getLogger(__name__)
 
 COMPUTE_TYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
-# A window is encoded at the first bucket that holds it and its silent tail, and decoded
-# against the first context that holds the longest bucket of its batch (the frames past a
-# row's own bucket masked). Each bucket is one compiled encoder (about 1 s to compile), each
-# context one compiled decoder per batch size (about 2 s). Encoders every 2 s with contexts of
-# 10/20/30 s were measured against these: no faster per window (the encoder saved about what
-# the longer decoder context cost) and less accurate over 43 English items (captionbot eval,
-# fast: WER 4.28% vs 3.58%, one short item looping on its thinner silent tail).
+# A window is encoded at the first bucket that holds it and its silent tail (one compiled
+# encoder per bucket, about 1 s to compile) and decoded against the longest bucket of its batch,
+# the frames past its own masked (one compiled decoder per bucket and batch size, about 2 s).
+# Encoders every 2 s with decoder contexts of 10/20/30 s were measured against these: no faster
+# per window (the encoder saved about what the longer decoder context cost) and less accurate
+# over 43 English items (captionbot eval, fast: WER 4.28% vs 3.58%, one short item looping on
+# its thinner silent tail).
 AUDIO_BUCKETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
-CONTEXTS_S = AUDIO_BUCKETS_S
 # What a streaming buffer needs (its cap is 15 s, passed by up to a step, plus the tail):
 # compiled by warm_up() at start.
 STREAMING_BUCKETS_S = AUDIO_BUCKETS_S[:4]
@@ -167,6 +166,7 @@ class JaxEngine:
         self._features = FeatureExtractor(feature_size=self.dims.n_mels)
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._suppress = jnp.asarray(self._suppressed_tokens())
+        self._sot = jnp.int32(self._tokenizer("transcribe", "en").sot)
         self._fallback_key = jax.random.key(0)
         self.info = EngineInfo(
             name="jax",
@@ -236,8 +236,8 @@ class JaxEngine:
         batch_sizes: tuple[int, ...] = (1,),
         buckets_s: tuple[float, ...] = STREAMING_BUCKETS_S,
     ) -> float:
-        """Compile (or load from the cache) the encoders of `buckets_s` and the decoders of
-        their contexts at `batch_sizes`; returns seconds."""
+        """Compile (or load from the cache) the encoders of `buckets_s` and their decoders at
+        `batch_sizes`; returns seconds."""
         started = time.perf_counter()
         if self.options.audio_context == "full":
             buckets_s = (30.0,)
@@ -245,18 +245,14 @@ class JaxEngine:
         prefix = self._prefix(tokenizer, "")
         silence = np.zeros(0, np.float32)
         for bucket in buckets_s:
-            frames = int(self.context_s(bucket) * TOKENS_PER_SECOND)
-            self._encode_rows(self._mel(silence, bucket), frames)
-        head_dim = self.dims.n_text_state // self.n_text_head
-        for context in sorted({self.context_s(bucket) for bucket in buckets_s}):
-            frames = int(context * TOKENS_PER_SECOND)
+            frames = int(bucket * TOKENS_PER_SECOND)
+            cross, _ = self._encode_rows(self._mel(silence, bucket), frames)
             for size in batch_sizes:
                 rows = _padded_size(size)
-                zeros = jnp.zeros((rows, self.n_text_head, frames, head_dim), self.dtype)
                 self._generate(
-                    tuple((zeros, zeros) for _ in range(self.dims.n_text_layer)),
+                    cross if rows == 1 else whisper.stack_rows((cross,) * rows),
                     jnp.ones((rows, frames), bool),
-                    context,
+                    bucket,
                     [prefix] * rows,
                     [tokenizer] * rows,
                     [8] * rows,
@@ -305,16 +301,12 @@ class JaxEngine:
             return 30.0
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
 
-    def context_s(self, bucket: float) -> float:
-        """The audio context a window encoded at `bucket` is decoded against."""
-        return next((c for c in CONTEXTS_S if bucket <= c), 30.0)
-
     def _encode(self, windows: list[Window]) -> _Batch:
         """Encode each window at its own bucket (so it decodes the same alone or in a batch:
         on CPU, batching the encoder saves nothing), padded to a shared context, the frames
         past each row's own bucket masked."""
         buckets = [self.bucket_s(len(w.audio)) for w in windows]
-        context = self.context_s(max(buckets))
+        context = max(buckets)
         frames = int(context * TOKENS_PER_SECOND)
         rows: list[whisper.LayerKV] = []
         languages: list[tuple[str, float]] = []
@@ -327,11 +319,10 @@ class JaxEngine:
         return _Batch(rows, mask, row_frames, languages, context)
 
     def _encode_rows(self, mel: np.ndarray, frames: int):
-        tokenizer = self._tokenizer("transcribe", "en")
         return whisper.encode(
             self.params,
             jnp.asarray(mel[None], dtype=self.dtype),
-            jnp.int32(tokenizer.sot),
+            self._sot,
             self._language_tokens,
             n_audio_head=self.n_audio_head,
             n_text_head=self.n_text_head,

@@ -1,8 +1,8 @@
 """Whisper weights for the JAX engine: CTranslate2 `model.bin` or Hugging Face safetensors.
 
 Both loaders return the same flat dict of float32 numpy arrays named after CTranslate2's
-variables (the layout of /work/shared/notes/ct2-whisper-weights.md), plus the model's
-dimensions. Anything wrong with a file is a one-line ModelNotAvailableError naming it.
+variables (the layout CTranslate2's `python/ctranslate2/specs/model_spec.py` writes), plus
+the model's dimensions. Anything wrong with a file is a one-line ModelNotAvailableError naming it.
 """
 
 from __future__ import annotations
