@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from conftest import english_wer
 
-from bot.asr.ctranslate2_engine import CTranslate2Engine, DecodeOptions, _collapse_repetitions
+from bot.asr.ctranslate2_engine import CTranslate2Engine
+from bot.asr.decoding import DecodeOptions
 from bot.asr.engine import Window
 from bot.errors import ConfigError
-from bot.messages import SAMPLE_RATE, Word
+from bot.messages import SAMPLE_RATE
 
 
 def text(hypothesis) -> str:
@@ -134,20 +135,3 @@ def test_english_only_model_refuses_other_languages_and_translates_by_transcribi
     assert english_wer(row["text"], text(translated)) < 0.2
     with pytest.raises(ConfigError, match="English-only"):
         tiny_engine.transcribe([Window(audio, "transcribe", "de")])
-
-
-def test_decoding_loops_are_collapsed_but_ordinary_repeats_are_kept():
-    def words(line: str) -> tuple[Word, ...]:
-        return tuple(Word(" " + w, 0, 0) for w in line.split())
-
-    def joined(ws) -> str:
-        return "".join(w.text for w in ws).strip()
-
-    assert joined(_collapse_repetitions(words("the the the the end"))) == "the end"
-    looped = words("so my fellow Americans. so my fellow Americans. ask not")
-    assert (
-        joined(_collapse_repetitions(looped, times=2, min_words=3))
-        == "so my fellow Americans. ask not"
-    )
-    ordinary = words("I think I think that we we should")
-    assert _collapse_repetitions(ordinary, times=2, min_words=3) == ordinary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import struct
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from conftest import DATA_DIR, english_wer
 
 from bot.asr.engine import Window
 from bot.asr.jax.weights import (
+    _HF_LAYER,
     dimensions_of,
     load_safetensors,
     load_weights,
@@ -142,6 +145,81 @@ def test_a_folder_without_weights_is_one_line(tmp_path: Path) -> None:
         load_weights(tmp_path)
 
 
+def _hugging_face_copy_of_tiny_en(folder: Path) -> Path:
+    """tiny.en's CTranslate2 weights written as a Hugging Face checkpoint folder (the inverse
+    of load_safetensors' renaming), with the tokenizer and an HF-style config."""
+    from safetensors.numpy import save_file
+
+    source = resolve_model("tiny.en").path
+    weights, dims = load_weights(source)
+    d_audio, d_text = dims.n_audio_state, dims.n_text_state
+    hf: dict[str, np.ndarray] = {
+        "model.encoder.conv1.weight": weights["encoder/conv1/weight"],
+        "model.encoder.conv1.bias": weights["encoder/conv1/bias"],
+        "model.encoder.conv2.weight": weights["encoder/conv2/weight"],
+        "model.encoder.conv2.bias": weights["encoder/conv2/bias"],
+        "model.encoder.embed_positions.weight": weights["encoder/position_encodings/encodings"],
+        "model.decoder.embed_tokens.weight": weights["decoder/embeddings/weight"],
+        "model.decoder.embed_positions.weight": weights["decoder/position_encodings/encodings"],
+    }
+    layers = {"encoder": (dims.n_audio_layer, d_audio), "decoder": (dims.n_text_layer, d_text)}
+    for side, (count, d) in layers.items():
+        hf[f"model.{side}.layer_norm.weight"] = weights[f"{side}/layer_norm/gamma"]
+        hf[f"model.{side}.layer_norm.bias"] = weights[f"{side}/layer_norm/beta"]
+        for i in range(count):
+            src, dst = f"{side}/layer_{i}", f"model.{side}.layers.{i}"
+            qkv = weights[f"{src}/self_attention/linear_0/weight"]
+            qkv_bias = weights[f"{src}/self_attention/linear_0/bias"]
+            for j, name in enumerate("qkv"):
+                hf[f"{dst}.self_attn.{name}_proj.weight"] = qkv[j * d : (j + 1) * d]
+            hf[f"{dst}.self_attn.q_proj.bias"] = qkv_bias[:d]
+            hf[f"{dst}.self_attn.v_proj.bias"] = qkv_bias[2 * d :]
+            if side == "decoder":
+                kv = weights[f"{src}/attention/linear_1/weight"]
+                hf[f"{dst}.encoder_attn.k_proj.weight"] = kv[:d]
+                hf[f"{dst}.encoder_attn.v_proj.weight"] = kv[d:]
+                hf[f"{dst}.encoder_attn.v_proj.bias"] = weights[f"{src}/attention/linear_1/bias"][
+                    d:
+                ]
+            for hf_name, ct2_name in _HF_LAYER.items():
+                if f"{src}/{ct2_name}/{'gamma' if 'norm' in ct2_name else 'weight'}" not in weights:
+                    continue
+                norm = "layer_norm" in ct2_name
+                hf[f"{dst}.{hf_name}.weight"] = weights[
+                    f"{src}/{ct2_name}/{'gamma' if norm else 'weight'}"
+                ]
+                hf[f"{dst}.{hf_name}.bias"] = weights[
+                    f"{src}/{ct2_name}/{'beta' if norm else 'bias'}"
+                ]
+    folder.mkdir()
+    save_file({k: v.astype(np.float16) for k, v in hf.items()}, str(folder / "model.safetensors"))
+    shutil.copy(source / "tokenizer.json", folder / "tokenizer.json")
+    ct2_config = json.loads((source / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({"model_type": "whisper", "d_model": d_text}))
+    heads = {"alignment_heads": ct2_config["alignment_heads"]}
+    (folder / "generation_config.json").write_text(json.dumps(heads))
+    return folder
+
+
+def test_a_hugging_face_checkpoint_folder_runs_from_the_model_option(tmp_path, jax_tiny, jfk):
+    """--model /path/to/hf-folder: resolved as safetensors, refused by ctranslate2 in one line,
+    chosen for jax by auto, and heard exactly as the same weights in CTranslate2's file."""
+    from bot.asr.factory import create_engine
+    from bot.config import EngineConfig
+
+    folder = _hugging_face_copy_of_tiny_en(tmp_path / "whisper-tiny.en-hf")
+    resolved = resolve_model(str(folder))
+    assert (resolved.format, resolved.multilingual) == ("safetensors", False)
+    with pytest.raises(ModelNotAvailableError, match="needs a CTranslate2 model") as error:
+        create_engine(EngineConfig(model=str(folder), name="ctranslate2"))
+    assert "\n" not in str(error.value)
+    engine = create_engine(EngineConfig(model=str(folder)))
+    assert engine.info.name == "jax" and "safetensors" in engine.info.reason
+    window = [Window(jfk, "transcribe", "en")]
+    (ours,), (theirs,) = engine.transcribe(window), jax_tiny.transcribe(window)
+    assert ours.words == theirs.words and english_wer(JFK_TEXT, _text(ours)) < 0.15
+
+
 # -- transcription ---------------------------------------------------------------------------------
 
 
@@ -250,7 +328,7 @@ def test_an_unknown_compute_type_is_one_line() -> None:
 def test_temperature_fallback_samples_only_the_rows_that_need_it(jfk, load_item) -> None:
     """Every decode below log-prob 0 "fails", so speech rows are re-decoded by sampling at 0.4
     and 0.8 (a 2-row batch: silence is not retried) and the most probable result is kept."""
-    from bot.asr.ctranslate2_engine import DecodeOptions
+    from bot.asr.decoding import DecodeOptions
     from bot.asr.jax.engine import JaxEngine
 
     engine = JaxEngine(
@@ -316,6 +394,19 @@ def test_offline_windows_follow_each_other_without_losing_or_repeating_words(
     ours = jax_tiny.transcribe_offline(audio, "transcribe", "en")
     theirs = tiny_engine.transcribe_offline(audio, "transcribe", "en", beam_size=1)
     assert english_wer(theirs.text, ours.text) <= 0.05, (ours.text, theirs.text)
+    assert ours.reference.startswith("greedy 29 s windows")  # each says what it compared with
+    assert theirs.reference.startswith("faster-whisper transcribe, beam 1")
     starts = [w.start for w in ours.words]
     assert starts == sorted(starts) and starts[0] >= 0 and ours.words[-1].end <= 90.0
     assert len(ours.words) > 150
+
+
+def test_an_offline_beam_the_jax_engine_cannot_search_is_said_and_logged_once(
+    jax_tiny, jfk, caplog
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="bot.asr.jax.engine"):
+        first = jax_tiny.transcribe_offline(jfk, "transcribe", "en", beam_size=5)
+        second = jax_tiny.transcribe_offline(jfk, "transcribe", "en", beam_size=5)
+    assert "beam 5 asked: the jax engine has no beam search" in first.reference
+    assert second.text == first.text and english_wer(JFK_TEXT, first.text) < 0.15
+    assert sum("decoded greedily" in r.getMessage() for r in caplog.records) == 1

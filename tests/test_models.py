@@ -194,6 +194,24 @@ def test_model_directory_missing_a_file_names_that_file(tiny_en_copy: Path, miss
     assert missing in message and str(tiny_en_copy) in message
 
 
+def test_a_hugging_face_checkpoint_folder_resolves_as_safetensors(tiny_en_copy: Path) -> None:
+    (tiny_en_copy / "model.bin").unlink()
+    (tiny_en_copy / "model.safetensors").write_bytes(b"")  # what loads it is the jax engine's
+    resolved = resolve_model(str(tiny_en_copy))
+
+    assert resolved == ResolvedModel(
+        name="my-tiny-model",
+        path=tiny_en_copy,
+        multilingual=False,
+        source="path",
+        format="safetensors",
+    )
+    (tiny_en_copy / "tokenizer.json").unlink()
+    with pytest.raises(ModelNotAvailableError) as error:
+        resolve_model(str(tiny_en_copy))
+    assert "model.safetensors but no tokenizer.json" in _assert_one_line(error)
+
+
 def test_model_path_that_does_not_exist_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailableError) as error:
         resolve_model(str(tmp_path / "nowhere"))

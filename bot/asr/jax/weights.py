@@ -300,10 +300,13 @@ def load_weights(model_dir: Path) -> tuple[dict[str, np.ndarray], ModelDimension
 
 
 def alignment_heads(model_dir: Path, dims: ModelDimensions) -> list[tuple[int, int]]:
-    """(layer, head) pairs whose cross-attention follows the speech, from config.json; the
-    upper half of the decoder's heads when the file does not say (as openai/whisper does)."""
-    config_path = Path(model_dir) / "config.json"
-    if config_path.is_file():
+    """(layer, head) pairs whose cross-attention follows the speech, from config.json
+    (CTranslate2) or generation_config.json (Hugging Face); the upper half of the decoder's
+    heads when neither says (as openai/whisper does)."""
+    for name in ("config.json", "generation_config.json"):
+        config_path = Path(model_dir) / name
+        if not config_path.is_file():
+            continue
         try:
             heads = json.loads(config_path.read_text()).get("alignment_heads")
         except ValueError:

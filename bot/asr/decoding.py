@@ -1,0 +1,191 @@
+"""The decoding rules every engine shares, as openai/whisper's transcribe applies them.
+
+A window is decoded at the first temperature; a result that is too repetitive (gzip
+compression ratio) or too improbable (average log-probability) is decoded again at the next
+temperature, keeping the most probable result. A result the model calls silence (no-speech
+probability high *and* text improbable) is neither retried nor shown. What an engine does per
+temperature is its own; the loop and the rules are here.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+from bot.asr.engine import Hypothesis
+from bot.errors import ConfigError
+from bot.messages import Word
+
+logger = logging.getLogger(__name__)
+
+MAX_WINDOW_S = 30.0
+# Prompt slots for previous text, both engines (the jax decoder compiles its prefill at this
+# width plus the start sequence); Whisper itself would take up to 223.
+MAX_PROMPT_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How streaming windows are decoded (offline decoding is each engine's standard way)."""
+
+    beam_size: int = 1
+    temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)
+    compression_ratio_threshold: float = 2.4
+    log_prob_threshold: float = -1.0
+    no_speech_threshold: float = 0.6
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS
+    audio_context: Literal["trimmed", "full"] = "trimmed"
+    silence_tail_s: float = 1.0
+    max_tokens_per_second: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_prompt_tokens <= MAX_PROMPT_TOKENS:
+            raise ConfigError(
+                f"max_prompt_tokens {self.max_prompt_tokens} is outside 0..{MAX_PROMPT_TOKENS}"
+            )
+        if self.beam_size < 1:
+            raise ConfigError(f"beam size {self.beam_size} must be at least 1")
+        if not self.temperatures:
+            raise ConfigError("temperatures is empty: give at least one (0.0 is greedy)")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One row's decode at one temperature; engines subclass it to carry what their word
+    timing needs."""
+
+    tokens: list[int]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_probability: float
+    temperature: float
+
+
+D = TypeVar("D", bound=Decoded)
+
+
+class PromptTokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+def compression_ratio(text: str) -> float:
+    """How well the text gzips: Whisper's sign of a decoding loop (above 2.4)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def is_silence(decoded: Decoded, options: DecodeOptions) -> bool:
+    return (
+        decoded.no_speech_probability > options.no_speech_threshold
+        and decoded.avg_logprob < options.log_prob_threshold
+    )
+
+
+def needs_fallback(decoded: Decoded, options: DecodeOptions) -> bool:
+    """Repetitive or improbable text, unless it is silence: a silent window decoded again by
+    sampling only invents words, and openai/whisper does not retry it either (the CTranslate2
+    engine said so here, the jax engine in its loop; both now ask this one rule)."""
+    if is_silence(decoded, options):
+        return False
+    return (
+        decoded.compression_ratio > options.compression_ratio_threshold
+        or decoded.avg_logprob < options.log_prob_threshold
+    )
+
+
+def decode_with_fallback(
+    count: int,
+    options: DecodeOptions,
+    generate: Callable[[list[int], float], Sequence[D]],
+) -> list[D]:
+    """The best decode of each of `count` rows: `generate(rows, temperature)` decodes the
+    given rows; rows that need a fallback are decoded again at the next temperature."""
+    best: list[D | None] = [None] * count
+    pending = list(range(count))
+    for temperature in options.temperatures:
+        failing = []
+        for row, decoded in zip(pending, generate(pending, temperature)):
+            current = best[row]
+            if current is None or decoded.avg_logprob > current.avg_logprob:
+                best[row] = decoded
+            if needs_fallback(decoded, options):
+                failing.append(row)
+        if not failing:
+            break
+        logger.debug("temperature fallback for %d window(s)", len(failing))
+        pending = failing
+    return [b for b in best if b is not None]
+
+
+def settle_words(
+    words: tuple[Word, ...], decoded: Decoded, options: DecodeOptions
+) -> tuple[tuple[Word, ...], bool]:
+    """The words to report for a decode, and whether its segment ends still hold: none for
+    silence; loops collapsed (harder after a failed fallback, whose text is suspect anyway)."""
+    if is_silence(decoded, options):
+        return (), False
+    if needs_fallback(decoded, options):
+        return collapse_repetitions(words), False
+    collapsed = collapse_repetitions(words, times=2, min_words=3)
+    return collapsed, len(collapsed) == len(words)
+
+
+def hypothesis(
+    words: tuple[Word, ...],
+    segment_ends: tuple[int, ...],
+    language: tuple[str, float],
+    decoded: Decoded,
+    options: DecodeOptions,
+) -> Hypothesis:
+    """What a window's decode is reported as: its settled words (`settle_words`), the
+    segment ends while they hold, the language with its probability, and the scores."""
+    shown, segments_hold = settle_words(words, decoded, options)
+    return Hypothesis(
+        words=shown,
+        language=language[0],
+        language_probability=language[1],
+        segment_ends=segment_ends if segments_hold else (),
+        no_speech_probability=decoded.no_speech_probability,
+        avg_logprob=decoded.avg_logprob,
+        temperature=decoded.temperature,
+    )
+
+
+def collapse_repetitions(
+    words: tuple[Word, ...], times: int = 3, min_words: int = 1
+) -> tuple[Word, ...]:
+    """Keep one copy of a phrase of `min_words`+ words repeated `times`+ times in a row.
+
+    Whisper loops on short or ending windows ("And so my fellow Americans. And so my fellow
+    Americans."); people do repeat a word or two, hardly ever a whole phrase back to back.
+    """
+    keys = [w.text.strip(" ,.!?").casefold() for w in words]
+    kept: list[int] = []
+    i = 0
+    while i < len(words):
+        for n in range(max(min_words, 1), 9):
+            if i + n * times > len(keys):
+                kept.append(i)
+                i += 1
+                break
+            run = 1
+            while keys[i + run * n : i + (run + 1) * n] == keys[i : i + n]:
+                run += 1
+            if run >= times:
+                kept.extend(range(i, i + n))
+                i += run * n
+                break
+        else:
+            kept.append(i)
+            i += 1
+    return tuple(words[k] for k in kept)
+
+
+def prompt_tokens(tokenizer: PromptTokenizer, prompt: str, limit: int) -> list[int]:
+    """The last `limit` tokens of the previous text (none for an empty prompt)."""
+    if not prompt.strip() or limit == 0:
+        return []
+    return tokenizer.encode(" " + prompt.strip())[-limit:]
