@@ -7,6 +7,8 @@ captions it and draws the captions into video frames (file sink). Reported:
 - caption delay from the end of a spoken word (on the capture clock) to its commit and to the
   first video frame that shows it committed (p50/p90/max);
 - compositor CPU per frame and frames dropped at the configured size and frame rate;
+- audio dropped because the ASR stage was behind (the supervisor's audio relay, the one place
+  audio is dropped);
 - memory (RSS) of every process of the bot over the run, first vs last third (flat or not);
 - WER against the reference, so the delay is not bought with accuracy.
 
@@ -35,7 +37,7 @@ from bot.audio.pulse import PulseServer  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.eval.metrics import word_error  # noqa: E402
 from bot.messages import SAMPLE_RATE  # noqa: E402
-from bot.pipeline import PipelineResult, Supervisor  # noqa: E402
+from bot.runtime.supervisor import PipelineResult, Supervisor  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SINK = "captionbot_bench"
@@ -208,10 +210,11 @@ def _report(
         )
     if capture:
         c = capture.counters
-        print(
-            f"| audio chunks / dropped / reopens | {c.get('chunks', 0):.0f} / "
-            f"{c.get('dropped_chunks', 0):.0f} / {c.get('reopens', 0):.0f} |"
-        )
+        print(f"| audio chunks / reopens | {c.get('chunks', 0):.0f} / {c.get('reopens', 0):.0f} |")
+    dropped_chunks = sum(d.chunks for d in result.dropped_audio.values())
+    print(
+        f"| audio dropped (ASR behind) | {result.dropped_audio_s:.1f} s ({dropped_chunks} chunks) |"
+    )
     print(f"| caption updates not drawn | {result.dropped_caption_updates} |")
     print(f"| RSS all processes, first third → last third | {first_rss:.0f} → {last_rss:.0f} MB |")
     if rss:

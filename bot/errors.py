@@ -9,6 +9,10 @@ class AudioInputError(CaptionbotError):
     """An audio file or device that cannot be read as speech."""
 
 
+class CaptionFileError(CaptionbotError):
+    """A caption file (e.g. the JSON `captionbot overlay --follow` reads) that is not ours."""
+
+
 class ModelNotAvailableError(CaptionbotError):
     """A Whisper model that cannot be found or loaded."""
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import english_wer
 
-from bot.asr.worker import AsrWorker
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
 from bot.config import load_config
 from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, CommittedWord, EndOfStream
+from bot.runtime.asr_stage import AsrWorker
 
 JFK = (
     "And so my fellow Americans, ask not what your country can do for you,"

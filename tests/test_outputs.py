@@ -232,6 +232,18 @@ def test_cues_break_after_a_sentence_end_followed_by_a_closing_quote():
     assert [c.text for c in caption_cues(words)] == ['"Really?"', "Yes."]
 
 
+def test_marks_held_at_a_pause_close_the_word_before_them_in_cues():
+    # The streaming policy writes a held word's closing marks in front of the next word
+    # (". Now") and, at the end of a stream, as a lone word: cues still split there.
+    words = [
+        cw(" movable", 0.0, 0.4), cw(" types", 0.5, 0.9), cw(". Now", 1.0, 1.3),
+        cw(" as", 1.4, 1.6), cw(" books", 1.7, 2.0), cw(".", 1.7, 2.0),
+    ]  # fmt: skip
+    cues = caption_cues(words)
+    assert [c.text for c in cues] == ["movable types.", "Now as books."]
+    assert cues[0].end == pytest.approx(0.9)
+
+
 def test_cues_break_at_pauses_longer_than_max_gap():
     words = spoken("one two three") + spoken("four five", start=3.0)
     cues = caption_cues(words, max_gap_s=1.5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -19,8 +20,9 @@ from conftest import english_wer
 
 from bot.audio.samples import bundled_sample
 from bot.config import load_config
+from bot.console import print_bot_summary
 from bot.messages import SAMPLE_RATE
-from bot.pipeline import PipelineResult, Supervisor
+from bot.runtime.supervisor import PipelineResult, Supervisor
 
 JFK = (
     "And so my fellow Americans, ask not what your country can do for you,"
@@ -144,7 +146,7 @@ def test_a_killed_worker_is_restarted_and_nothing_committed_is_lost(tmp_path, lj
         def watch() -> None:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                record = supervisor._streams.get("meeting")
+                record = supervisor.streams.get("meeting")
                 if record is not None and len(record.words) >= 8:
                     before_kill.extend(record.words)
                     os.kill(supervisor.stages["asr"].process.pid, signal.SIGKILL)
@@ -163,6 +165,50 @@ def test_a_killed_worker_is_restarted_and_nothing_committed_is_lost(tmp_path, lj
     on_disk = json.loads((tmp_path / "meeting.json").read_text())["words"]
     assert len(on_disk) == len(words)
     assert english_wer(reference, _text(result, "meeting")) < 0.35
+
+
+def test_audio_dropped_while_the_asr_stage_is_behind_is_counted_exactly_and_reported(
+    tmp_path,
+) -> None:
+    """Once captions flow, the ASR process is frozen (SIGSTOP) for 6 s of the sample: with
+    `audio.queue_s` 1 s the relay keeps the newest second, the stage's own queue 2 s, and drops
+    the rest."""
+    config = _config(tmp_path, audio__source="sample", audio__queue_s=1.0)
+    captions_flow = threading.Event()
+
+    def freeze_the_asr_stage(supervisor: Supervisor) -> None:
+        def freeze() -> None:
+            pid = supervisor.stages["asr"].process.pid
+            captions_flow.wait(60)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(6.0)
+            os.kill(pid, signal.SIGCONT)
+
+        threading.Thread(target=freeze, daemon=True).start()
+
+    supervisor = Supervisor(
+        config,
+        tmp_path,
+        stem="jfk",
+        on_update=lambda update: captions_flow.set(),
+        on_start=freeze_the_asr_stage,
+    )
+    result = supervisor.run()
+    assert result.ok, result.error
+    dropped = result.dropped_audio["meeting"]
+    assert dropped.seconds > 1.5
+    captured_s = result.reports["capture"].counters["seconds"]
+    asr = result.reports["asr"].counters
+    assert dropped.seconds == pytest.approx(captured_s - asr["audio_s"], abs=0.005)
+    # the hole is on the stream clock: the stage filled it with silence, words kept their times
+    assert asr["gaps_filled_s"] == pytest.approx(dropped.seconds, abs=0.05)
+    stats = json.loads((tmp_path / "jfk.json").read_text())["stats"]
+    assert stats["dropped_audio_s"] == round(dropped.seconds, 3)
+    assert stats["dropped_audio_chunks"] == dropped.chunks
+    summary = io.StringIO()
+    print_bot_summary(result, config, summary)
+    assert f"{dropped.seconds:.1f} s of audio dropped" in summary.getvalue()
+    assert "country" in _text(result, "meeting"), "the newest audio was kept and captioned"
 
 
 def test_ctrl_c_stops_the_bot_and_keeps_the_captions(tmp_path, lj_meeting) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bot.messages import CaptionUpdate, CommittedWord, join_words
-from bot.outputs.writers import ends_sentence
+from bot.text import ends_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class CaptionSender:
                 if not self._pending:
                     self._pending_since = time.monotonic()
                 self._pending.append(word)
-                if ends_sentence(word) or len(self._pending) >= MAX_PHRASE_WORDS:
+                if ends_sentence(word.text) or len(self._pending) >= MAX_PHRASE_WORDS:
                     self._enqueue_pending()
             if update.final:
                 self._enqueue_pending()

@@ -78,7 +78,9 @@ class LiveCaptionFiles:
         self._deltas.append(
             {
                 "t_s": round(update.t_s, 3),
-                "committed": join_words(update.committed),
+                # Whisper's spacing kept ("" + " Ask" + " not" + ", what"): the deltas
+                # concatenated are the committed text, held punctuation included.
+                "committed": "".join(w.text for w in update.committed),
                 "tentative": join_words(update.tentative),
             }
         )
@@ -86,6 +88,14 @@ class LiveCaptionFiles:
             self._dirty = True
         if self._dirty and time.monotonic() - self._last_write >= self._interval:
             self.flush()
+
+    def update_stats(self, values: dict[str, Any]) -> None:
+        """Merge counters into the JSON's `stats` (e.g. the audio the bot dropped); they are
+        written with the next write."""
+        extra = self.transcript.extra
+        if any(extra.get(key) != value for key, value in values.items()):
+            extra.update(values)
+            self._dirty = True
 
     def flush(self, final: bool = False) -> None:
         """Write every file now."""

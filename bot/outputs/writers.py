@@ -13,19 +13,18 @@ import os
 import tempfile
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bot.messages import CommittedWord, join_words
 from bot.outputs.transcript import Transcript
+from bot.text import CLOSERS, SENTENCE_ENDS, ends_sentence
 
 logger = logging.getLogger(__name__)
 
-SENTENCE_ENDS = frozenset(".?!。？！")
-# Closing quotes and brackets that may follow a sentence end ("Really?" she said.)
-_CLOSERS = "\"'”’»)]}」』）】"
 MIN_CUE_DURATION_S = 0.3
+LEADING_MARKS = "".join(SENTENCE_ENDS) + ",;:" + CLOSERS
 PARAGRAPH_GAP_S = 2.0
 
 
@@ -63,12 +62,6 @@ def wrap_words(words: Sequence[CommittedWord], max_chars: int) -> list[str]:
     return [join_words(line) for line in lines]
 
 
-def ends_sentence(word: CommittedWord) -> bool:
-    """True if the word closes a sentence (., ?, ! or their CJK forms, maybe before a quote)."""
-    text = word.text.strip().rstrip(_CLOSERS)
-    return bool(text) and text[-1] in SENTENCE_ENDS
-
-
 def caption_cues(
     words: Sequence[CommittedWord],
     max_chars: int = 42,
@@ -85,7 +78,7 @@ def caption_cues(
     """
     groups: list[list[CommittedWord]] = []
     current: list[CommittedWord] = []
-    for w in words:
+    for w in _marks_on_the_word_they_close(words):
         if not w.text.strip():
             continue
         if current and (
@@ -96,12 +89,29 @@ def caption_cues(
             groups.append(current)
             current = []
         current.append(w)
-        if ends_sentence(w):
+        if ends_sentence(w.text):
             groups.append(current)
             current = []
     if current:
         groups.append(current)
     return _timed_cues(groups, max_chars)
+
+
+def _marks_on_the_word_they_close(words: Sequence[CommittedWord]) -> list[CommittedWord]:
+    """Words with the punctuation the streaming policy wrote in front of the next word (it holds
+    a word's closing marks at a pause until it hears how the sentence goes on: ". Now", or a
+    lone "." at the end) moved back onto the word they close, so cues split at sentence ends."""
+    attached: list[CommittedWord] = []
+    for w in words:
+        bare = w.text.lstrip(LEADING_MARKS)
+        marks = w.text[: len(w.text) - len(bare)]
+        if attached and marks and (not bare or bare[0].isspace()):
+            attached[-1] = replace(attached[-1], text=attached[-1].text + marks)
+            if not bare.strip():
+                continue
+            w = replace(w, text=bare)
+        attached.append(w)
+    return attached
 
 
 def _timed_cues(groups: list[list[CommittedWord]], max_chars: int) -> list[Cue]:

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from threading import Event
 
-from bot.errors import AudioInputError
+from bot.errors import CaptionFileError
 from bot.messages import CaptionUpdate, CommittedWord, Word
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ class CaptionFileFollower:
             return None  # being replaced right now: next poll
         self._mtime = mtime
         if not isinstance(data, dict) or not isinstance(data.get("words"), list):
-            raise AudioInputError(f"{self.path} is not a captionbot caption JSON file")
+            raise CaptionFileError(
+                f"{self.path} is not a captionbot caption JSON file: "
+                "follow the .json that `captionbot run` writes in outputs.dir"
+            )
         words = data["words"]
         if len(words) < self._words_seen:  # a new meeting in the same file
             self._words_seen = 0
