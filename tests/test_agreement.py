@@ -96,3 +96,49 @@ def test_committed_words_are_never_revised():
     # "x" flickered once in a tentative position; "f" was in two hypotheses in a row.
     assert texts(history).split() == ["a", "b", "d", "e", "f"]
     assert [w.emitted_s for w in history] == sorted(w.emitted_s for w in history)
+
+
+def test_a_word_or_phrase_said_again_back_to_back_is_kept_once():
+    agreement = LocalAgreement()
+    agreement.insert(words("books not not primarily"), 0.0, now=1.0)
+    assert [p.word.text.strip() for p in agreement.pending] == ["books", "not", "primarily"]
+    agreement.insert(words("in that city 1470 1470 1470"), 0.0, now=2.0)
+    assert texts(p.word for p in agreement.pending) == "in that city 1470"
+
+
+def test_four_words_already_committed_squeezed_into_no_time_are_an_echo_and_are_dropped():
+    agreement = LocalAgreement()
+    agreement.insert(words("what your country can do"), 0.0, now=1.0)
+    agreement.insert(words("what your country can do for"), 0.0, now=2.0)
+    heard = words("what your country can do for you ask not", 0.0)
+    echo = words("what your country can", 4.5, step=0.01)  # aligned to no audio
+    assert texts(agreement.insert(heard + echo, 0.0, now=3.0)) == "for"
+    assert texts(p.word for p in agreement.pending) == "you ask not"
+
+
+def test_a_long_phrase_said_again_at_the_pace_of_speech_is_speech():
+    agreement = LocalAgreement()
+    said = "the forms of printed letters should be beautiful that the forms of printed letters"
+    agreement.insert(words(said), 0.0, now=1.0)
+    assert texts(agreement.insert(words(said + " should follow"), 0.0, now=2.0)) == said
+    assert texts(p.word for p in agreement.pending) == "should follow"
+
+
+def test_three_words_said_again_later_are_speech_not_an_echo():
+    agreement = LocalAgreement()
+    agreement.insert(words("can do for you ask what you can do for your"), 0.0, now=1.0)
+    assert len(agreement.pending) == 11
+
+
+def test_case_disagreement_is_settled_by_left_context_then_by_the_sentence():
+    agreement = LocalAgreement()
+    agreement.insert(words("for you, ask what"), 0.0, now=1.0)
+    agreement.insert(words("for you, ask what you"), 0.0, now=2.0)  # commits up to "what"
+    # A window that starts at a cut (1.95 s) reads "You" as a sentence start.
+    later = [Word(" You", 2.0, 2.4), Word(" can", 2.5, 2.9)]
+    assert texts(agreement.insert(later, 1.95, now=3.0)) == "you"
+    same_start = LocalAgreement()
+    same_start.insert(words("we met. then we"), 0.0, now=1.0)
+    committed = same_start.insert(words("we met. Then we left"), 0.0, now=2.0)
+    assert texts(committed) == "we met. Then we"
+    assert texts(same_start.insert(words("we met. Then we Left Paris"), 0.0, 3.0)) == "left"

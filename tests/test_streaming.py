@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 from conftest import english_wer
 
+from bot.audio.decode import load_audio
+from bot.audio.samples import bundled_sample
 from bot.messages import SAMPLE_RATE, CaptionUpdate
 from bot.outputs.transcript import Transcript, TranscriptRecorder
+from bot.streaming.agreement import normalized
 from bot.streaming.feeding import Recording, run_fast, run_realtime
 from bot.streaming.options import StreamingOptions
 from bot.streaming.transcriber import StreamingTranscriber
@@ -221,3 +224,55 @@ def test_more_recordings_than_streams_start_as_slots_free_up(tiny_engine, load_i
     first_final = next(i for i, (kind, _) in enumerate(events) if kind == "final")
     assert first_final < third_first  # the third file waited for a free slot
     assert {stream for kind, stream in events if kind == "final"} == set(items)
+
+
+@pytest.fixture(scope="module")
+def jfk_streamed(base_engine):
+    audio = load_audio(bundled_sample())
+    transcripts, updates, _ = stream(base_engine, [Recording("jfk", audio, "transcribe", "en")])
+    return transcripts["jfk"], updates
+
+
+def test_a_pause_inside_a_sentence_does_not_end_it(jfk_streamed):
+    """JFK pauses for a second after "ask not": the caption reads on as one sentence."""
+    text = jfk_streamed[0].text
+    assert "ask not what your country can do for you" in text.lower(), text
+    assert "not." not in text and text.count(".") == 1 and text.endswith("."), text
+    assert text[0].isupper() and "Ask what" not in text and "What your" not in text, text
+
+
+def test_the_tentative_tail_never_repeats_committed_words(jfk_streamed):
+    committed: list[str] = []
+    for update in jfk_streamed[1]:
+        committed += [normalized(w.text) for w in update.committed if normalized(w.text)]
+        tentative = [normalized(w.text) for w in update.tentative if normalized(w.text)]
+        for n in range(2, len(tentative) + 1):
+            assert tentative[:n] != committed[-n:], (committed, tentative)
+        for i in range(len(tentative) - 3):
+            phrase = tentative[i : i + 4]
+            assert not any(committed[j : j + 4] == phrase for j in range(len(committed))), (
+                committed,
+                tentative,
+            )
+
+
+def test_the_end_of_a_long_file_is_committed_once_without_a_loop(base_engine, load_item):
+    """The last utterances of the long file, decoded in large steps (a slow machine): the final
+    decode commits "fourteen sixty-nine, fourteen seventy" once, with no word of no length."""
+    audio, row = load_item("ljspeech_LJ001-0001_0045_long")
+    last = row["segments"][-3:]
+    tail = audio[int(last[0]["start_s"] * SAMPLE_RATE) :]
+    transcriber = StreamingTranscriber(base_engine, clock="audio")
+    words = []
+    run_fast(
+        transcriber,
+        [Recording("tail", tail, "transcribe", "en")],
+        lambda update: words.extend(update.committed),
+        step_s=2.5,
+    )
+    text = "".join(w.text for w in words)
+    heard = [normalized(w.text) for w in words if normalized(w.text)]
+    assert all(a != b for a, b in zip(heard, heard[1:])), text
+    assert all(w.end > w.start for w in words), words
+    assert english_wer(" ".join(s["text"] for s in last), text) < 0.15, text
+    assert text.count("1469") + text.lower().count("sixty-nine") == 1, text

@@ -7,8 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.messages import CommittedWord, Word
+from bot.text import ends_sentence
 
 TAIL_WORDS = 40
+ECHO_WORDS = 4
+ECHO_WORD_S = 0.1
+"""A run of `ECHO_WORDS`+ words already committed or already in the hypothesis, squeezed into
+less than this per word, is Whisper echoing its prompt, not speech: "can do for the Americans.
+Ask not what your country can do for" all aligned at 6.88 s. Speech repeats long phrases too
+("the forms of printed letters should" twice in 16 s of the long file), at ~0.3 s a word."""
 
 
 def normalized(text: str) -> str:
@@ -26,6 +33,8 @@ class PendingWord:
 
     word: Word
     first_seen_s: float
+    window_start: float = 0.0
+    """Where the window that heard this form began (more left context: a truer case)."""
 
 
 class LocalAgreement:
@@ -40,16 +49,12 @@ class LocalAgreement:
         self._tail: list[CommittedWord] = list(history)[-TAIL_WORDS:]
 
     @property
-    def last_committed(self) -> CommittedWord | None:
-        return self._tail[-1] if self._tail else None
-
-    @property
     def committed_end(self) -> float:
         return self._tail[-1].end if self._tail else 0.0
 
     def insert(self, words: list[Word], window_start: float, now: float) -> list[CommittedWord]:
         """Take a new hypothesis (absolute times); return the words it commits."""
-        new = self._after_committed(words, window_start)
+        new = self._without_repeats(self._after_committed(words, window_start))
         count = 0
         while (
             count < len(new)
@@ -58,11 +63,15 @@ class LocalAgreement:
         ):
             count += 1
         committed = [
-            self._commit(word, self._first_seen(word, count_index, now), now)
-            for count_index, word in enumerate(new[:count])
+            self._commit(
+                self._with_agreed_case(self.pending[i], word, window_start),
+                self._first_seen(word, i, now),
+                now,
+            )
+            for i, word in enumerate(new[:count])
         ]
         self.pending = [
-            PendingWord(word, self._first_seen(word, count + j, now))
+            PendingWord(word, self._first_seen(word, count + j, now), window_start)
             for j, word in enumerate(new[count:])
         ]
         return committed
@@ -122,6 +131,38 @@ class LocalAgreement:
                 return list(words[n:])
         return list(words)
 
+    def _with_agreed_case(self, earlier: PendingWord, word: Word, window_start: float) -> Word:
+        """The agreed word; when the two hypotheses disagree on its initial case, the one
+        heard with more left context decides, else the sentence it continues does.
+
+        A window that starts at a cut reads its first words as a new sentence ("Ask what you"
+        after "for you,"); a word both forms of which exist is no proper noun.
+        """
+        old, new = earlier.word.text.lstrip(), word.text.lstrip()
+        if not old or not new or old[0] == new[0] or old[0].casefold() != new[0].casefold():
+            return word
+        if earlier.window_start < window_start:
+            return _with_initial(word, old[0])
+        after_sentence = not self._tail or ends_sentence(self._tail[-1].text)
+        return _with_initial(word, new[0].upper() if after_sentence else new[0].lower())
+
+    def _without_repeats(self, words: list[Word]) -> list[Word]:
+        """Drop what repeats words just before it: a word or phrase said again back to back
+        ("books not not primarily", "1469-1470. 1469-1470."), or an echo (`ECHO_WORD_S`)."""
+        before = [normalized(w.text) for w in self._tail]
+        kept: list[Word] = []
+        i = 0
+        while i < len(words):
+            context = before + [normalized(w.text) for w in kept]
+            ahead = [normalized(w.text) for w in words[i : i + len(context)]]
+            repeat = _back_to_back(context, ahead) or _echo(context, ahead, words[i:])
+            if repeat:
+                i += repeat
+                continue
+            kept.append(words[i])
+            i += 1
+        return kept
+
     def _first_seen(self, word: Word, position: int, now: float) -> float:
         if position < len(self.pending) and self.pending[position].word.text == word.text:
             return self.pending[position].first_seen_s
@@ -138,6 +179,35 @@ class LocalAgreement:
         )
         self._tail = self._tail[-(TAIL_WORDS - 1) :] + [committed]
         return committed
+
+
+def _back_to_back(context: list[str], ahead: list[str]) -> int:
+    """How many words at the head of `ahead` repeat the end of `context` (0: none)."""
+    if not ahead or not ahead[0]:
+        return 0
+    for n in range(min(len(context), len(ahead)), 0, -1):
+        if ahead[:n] == context[-n:]:
+            return n
+    return 0
+
+
+def _echo(context: list[str], ahead: list[str], words: list[Word]) -> int:
+    """How many words at the head of `ahead` are an echo of `context` (0: none)."""
+    longest = 0
+    for n in range(ECHO_WORDS, len(ahead) + 1):
+        phrase = ahead[:n]
+        if not any(context[j : j + n] == phrase for j in range(len(context) - n + 1)):
+            break
+        longest = n
+    if longest and words[longest - 1].end - words[0].start < ECHO_WORD_S * longest:
+        return longest
+    return 0
+
+
+def _with_initial(word: Word, initial: str) -> Word:
+    start = len(word.text) - len(word.text.lstrip())
+    text = word.text[:start] + initial + word.text[start + 1 :]
+    return Word(text, word.start, word.end, word.probability)
 
 
 def _common_suffix(a: list[str], b: list[str]) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bot.asr.engine import Task
+from bot.asr.engine import DEFAULT_TASK, Task
 from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, EndOfStream
 from bot.streaming.transcriber import StreamingTranscriber
 
@@ -29,7 +29,7 @@ IDLE_WAIT_S = 0.02
 class Recording:
     stream_id: str
     audio: np.ndarray
-    task: Task = "transcribe"
+    task: Task = DEFAULT_TASK
     language: str | None = None
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.asr.decoding import MAX_WINDOW_S
+from bot.text import PROMPT_CHARS
+
+# The most audio a stream's buffer ever holds: Whisper's window, less room for the silent tail
+# that tells the decoder where speech stops. Audio beyond it is dropped (counted in the stats).
+BUFFER_LIMIT_S = MAX_WINDOW_S - 2.0
+
 
 @dataclass(frozen=True)
 class StreamingOptions:
@@ -18,7 +25,7 @@ class StreamingOptions:
     vad: bool = True
     """Skip silence (Silero VAD): no decoding and no hallucinated text where nobody speaks."""
     vad_threshold: float = 0.5
-    prompt_chars: int = 200
+    prompt_chars: int = PROMPT_CHARS
     """How much committed text conditions the next window (Whisper's previous-text prompt)."""
     max_batch: int = 8
     """Most windows (from different streams) decoded in one engine call."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Literal
 
-from bot.asr.engine import Engine, Task
+from bot.asr.engine import DEFAULT_TASK, Engine, Task
 from bot.errors import ConfigError
 from bot.messages import AudioChunk, CaptionUpdate, CommittedWord, EndOfStream
 from bot.streaming.options import StreamingOptions
@@ -52,7 +52,7 @@ class StreamingTranscriber:
     def open(
         self,
         stream_id: str,
-        task: Task = "transcribe",
+        task: Task = DEFAULT_TASK,
         language: str | None = None,
         origin: float | None = None,
         start: float = 0.0,

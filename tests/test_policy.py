@@ -1,0 +1,441 @@
+"""The streaming policy's rules, driven by a scripted engine (no model): each test is one rule.
+
+The scripted engine answers every window with the words its script says are heard there, so
+what these tests check is only what `OnlineStream` and `StreamingTranscriber` do with the
+hypotheses: when words commit, what is shown, what is cut, what is decoded next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from scripted_engine import Hearing, ScriptedEngine, fully_heard, spoken
+
+from bot.audio.decode import load_audio
+from bot.audio.samples import bundled_sample
+from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, CommittedWord, EndOfStream, Word
+from bot.streaming.agreement import normalized
+from bot.streaming.feeding import Recording, run_fast
+from bot.streaming.options import StreamingOptions
+from bot.streaming.transcriber import StreamingTranscriber
+
+NO_VAD = StreamingOptions(vad=False)
+
+# The bundled JFK sample, with the words where Silero hears them (speech 0.32-2.24, 3.33-3.74,
+# 4.03-4.35, 5.44-7.62, 8.22-10.50 s).
+JFK_WORDS = [
+    *spoken("And so my fellow Americans,", 0.35, 0.38),
+    Word(" ask", 3.35, 3.7),
+    Word(" not", 4.05, 4.33),
+    *spoken("what your country can do for you.", 5.45, 0.3),
+    *spoken("Ask what you can do for your country.", 8.25, 0.28),
+]
+
+
+def noise(seconds: float, seed: int = 0) -> np.ndarray:
+    """Audio every sample of which is distinct, so the engine can tell where a window lies."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.01).astype(np.float32)
+
+
+@dataclass
+class Captions:
+    """What viewers of each stream saw, update by update."""
+
+    updates: list[CaptionUpdate] = field(default_factory=list)
+
+    def of(self, stream: str) -> list[CaptionUpdate]:
+        return [u for u in self.updates if u.stream_id == stream]
+
+    def committed(self, stream: str = "a") -> list[CommittedWord]:
+        return [w for u in self.of(stream) for w in u.committed]
+
+    def text(self, stream: str = "a") -> str:
+        return "".join(w.text for w in self.committed(stream)).strip()
+
+    def screens(self, stream: str = "a") -> list[tuple[str, str]]:
+        """(committed, tentative) text after each update."""
+        committed, screens = "", []
+        for update in self.of(stream):
+            committed += "".join(w.text for w in update.committed)
+            screens.append((committed, "".join(w.text for w in update.tentative)))
+        return screens
+
+
+def play(
+    engine: ScriptedEngine,
+    options: StreamingOptions = NO_VAD,
+    step_s: float = 0.5,
+) -> tuple[Captions, StreamingTranscriber]:
+    """Stream every scripted recording through the policy, `step_s` of audio per round."""
+    transcriber = StreamingTranscriber(engine, options, clock="audio")
+    captions = Captions()
+    recordings = [
+        Recording(name, script.audio, "transcribe", "en") for name, script in engine.scripts.items()
+    ]
+    run_fast(transcriber, recordings, captions.updates.append, step_s=step_s)
+    return captions, transcriber
+
+
+def misheard_at_the_tail(words: list[Word], settle_s: float = 0.4) -> Hearing:
+    """Like Whisper: a word only just spoken is heard wrong ("x" appended) until more audio
+    follows it."""
+
+    def hear(start: float, end: float, _n: int) -> list[Word]:
+        return [
+            w if w.end <= end - settle_s else Word(w.text + "x", w.start, w.end)
+            for w in fully_heard(words)(start, end, _n)
+        ]
+
+    return hear
+
+
+# -- committing ---------------------------------------------------------------------------------
+
+
+def test_a_word_is_committed_only_when_two_consecutive_hypotheses_agree_on_it():
+    words = spoken("The quick brown fox jumps over the lazy dog", 0.2)
+    engine = ScriptedEngine.of(a=(noise(4.5), misheard_at_the_tail(words)))
+    captions, _ = play(engine)
+    assert captions.text() == "The quick brown fox jumps over the lazy dog"
+    first = captions.of("a")[0]
+    assert first.committed == () and first.tentative  # one hypothesis commits nothing
+    for word in captions.committed()[:-1]:  # the last one is committed by the end of stream
+        hypotheses_before = [d for d in engine.decoded if d.end <= word.emitted_s]
+        assert len([d for d in hypotheses_before if d.end >= word.end]) >= 2, word
+    shown = " ".join(tentative for _, tentative in captions.screens())
+    assert "quickx" in shown  # the misheard forms were shown, but never committed
+
+
+def test_committed_words_are_never_revised_when_later_hypotheses_change_their_mind():
+    words = spoken("One two three four five six seven eight", 0.2)
+
+    def fickle(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(words)(start, end, n)
+        return [
+            Word(" tree", w.start, w.end) if n >= 6 and w.text == " three" else w for w in heard
+        ]
+
+    captions, _ = play(ScriptedEngine.of(a=(noise(4.0), fickle)))
+    assert captions.text() == "One two three four five six seven eight"
+    screens = captions.screens()
+    for (before, _), (after, _) in zip(screens, screens[1:]):
+        assert after.startswith(before)
+    assert all("tree" not in committed for committed, _ in screens)
+
+
+def test_a_hypothesis_that_rehears_committed_audio_does_not_commit_it_twice():
+    words = spoken("Alpha beta gamma delta epsilon zeta eta theta", 0.2, 0.5)
+    captions, _ = play(ScriptedEngine.of(a=(noise(4.6), words)))
+    assert captions.text().split() == [w.text.strip() for w in words]
+
+
+# -- the buffer ---------------------------------------------------------------------------------
+
+
+def test_the_buffer_is_cut_after_a_committed_sentence_end_once_it_is_long():
+    words = spoken("One two three four five six. seven eight nine ten eleven twelve", 0.2)
+    options = StreamingOptions(vad=False, trim_after_s=2.0, max_buffer_s=8.0)
+    engine = ScriptedEngine.of(a=(noise(5.5), words))
+    captions, _ = play(engine, options)
+    assert captions.text() == "One two three four five six. Seven eight nine ten eleven twelve"
+    six, seven = words[5], words[6]
+    after_cut = [d for d in engine.decoded if six.end - 0.1 <= d.start <= seven.start]
+    assert len(after_cut) >= 2  # cut between them, and decoded from there on
+    assert all(d.window.prompt.endswith("six.") for d in after_cut)
+    assert all(d.start > 0 for d in engine.decoded[engine.decoded.index(after_cut[0]) :])
+
+
+def test_the_buffer_never_grows_past_the_cap_even_when_nothing_agrees():
+    words = spoken(" ".join(f"w{i}" for i in range(40)), 0.2)
+
+    def never_agrees(start: float, end: float, n: int) -> list[Word]:
+        return [Word(f"{w.text}v{n}", w.start, w.end) for w in fully_heard(words)(start, end, n)]
+
+    options = StreamingOptions(vad=False, trim_after_s=2.0, max_buffer_s=4.0)
+    engine = ScriptedEngine.of(a=(noise(16.5), never_agrees))
+    captions, transcriber = play(engine, options)
+    assert max(d.end - d.start for d in engine.decoded) <= options.max_buffer_s + 0.5
+    assert transcriber.stats("a").forced_commits > 0
+    assert len(captions.committed()) == 40  # every word still reaches the viewer, once
+
+
+# -- pauses and the end of a stream -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    return load_audio(bundled_sample())
+
+
+def test_a_pause_commits_the_pending_words_without_waiting_for_a_second_hypothesis(jfk):
+    audio = np.concatenate([jfk[: int(2.3 * SAMPLE_RATE)], np.zeros(2 * SAMPLE_RATE, np.float32)])
+
+    def never_agrees(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(JFK_WORDS[:5])(start, end, n)
+        return [Word(f"{w.text}{'y' * n}", w.start, w.end) for w in heard]
+
+    engine = ScriptedEngine.of(a=(audio, never_agrees))
+    captions, transcriber = play(engine, StreamingOptions())
+    committed = captions.committed()
+    assert len(committed) == 5 and committed[-1].text.startswith(" Americans")
+    speech_end = 2.24
+    assert all(w.emitted_s <= speech_end + StreamingOptions().pause_s + 0.6 for w in committed)
+    assert transcriber.stats("a").finalizations >= 1
+
+
+def test_silence_is_never_decoded_and_words_heard_in_it_are_dropped(jfk):
+    silence = np.zeros(3 * SAMPLE_RATE, np.float32)
+    audio = np.concatenate([silence, jfk[: int(2.3 * SAMPLE_RATE)], silence])
+    said = spoken("And so my fellow Americans,", 3.35, 0.38)
+    thank_you = Word(" Thank", 4.0 + 2.3 + 0.5, 4.0 + 2.3 + 0.9)  # Whisper on silence
+
+    def hear(start: float, end: float, n: int) -> list[Word]:
+        return fully_heard([*said, thank_you])(start, end, n)
+
+    engine = ScriptedEngine.of(a=(audio, hear))
+    captions, _ = play(engine, StreamingOptions())
+    assert "Thank" not in captions.text()
+    assert all(d.end > 3.0 for d in engine.decoded)  # the leading silence was never decoded
+    assert all(d.start >= 3.0 - StreamingOptions().preroll_s - 0.05 for d in engine.decoded)
+
+
+def test_the_end_of_a_stream_commits_the_rest_in_a_final_update():
+    words = spoken("See you all next week", 0.2)
+    engine = ScriptedEngine.of(a=(noise(2.2), words))
+    captions, _ = play(engine, step_s=1.0)
+    last = captions.of("a")[-1]
+    assert last.final and last.tentative == ()
+    assert captions.text() == "See you all next week"
+    assert sum(u.final for u in captions.updates) == 1
+
+
+def test_a_shutdown_flush_commits_the_tentative_words_without_decoding():
+    words = spoken("We are almost done here", 0.2)
+    engine = ScriptedEngine.of(a=(noise(3.0), misheard_at_the_tail(words, settle_s=5.0)))
+    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
+    transcriber.open("a", "transcribe", "en")
+    transcriber.feed(AudioChunk("a", engine.scripts["a"].audio[: 2 * SAMPLE_RATE], 0.0))
+    transcriber.step()
+    decoded = len(engine.decoded)
+    (update,) = transcriber.flush()
+    assert len(engine.decoded) == decoded
+    assert update.final and update.tentative == ()
+    assert [w.text for w in update.committed] == [w.text + "x" for w in words if w.end <= 2.0]
+
+
+# -- prompts and resuming -----------------------------------------------------------------------
+
+
+def test_a_resumed_stream_prompts_with_its_history_and_does_not_repeat_it():
+    words = spoken("it was the best of times it was the worst of times", 0.2)
+    audio = noise(5.2)
+    history = [CommittedWord(w.text, w.start, w.end, 1.0, w.end, w.end + 0.5) for w in words[:6]]
+    engine = ScriptedEngine.of(a=(audio, words))
+    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
+    resume_at = 1.0  # the old worker had received audio up to here
+    transcriber.open("a", "transcribe", "en", start=resume_at, history=history)
+    captions = Captions()
+    for t in np.arange(resume_at, 5.2, 0.5):
+        chunk = audio[int(t * SAMPLE_RATE) : int((t + 0.5) * SAMPLE_RATE)]
+        transcriber.feed(AudioChunk("a", chunk, float(t)))
+        captions.updates += transcriber.step()
+    transcriber.feed(EndOfStream("a"))
+    while transcriber.active:
+        captions.updates += transcriber.step()
+    assert engine.decoded[0].window.prompt == "it was"  # history before the buffer
+    assert captions.text() == "it was the worst of times"
+    later = [d for d in engine.decoded if d.start >= words[5].end]
+    assert all("best of times" in d.window.prompt for d in later)
+
+
+def test_the_prompt_carries_committed_text_before_the_buffer_up_to_prompt_chars():
+    words = spoken(". ".join(f"sentence {i}" for i in range(20)) + ".", 0.2)
+    options = StreamingOptions(vad=False, trim_after_s=1.5, max_buffer_s=6.0, prompt_chars=30)
+    engine = ScriptedEngine.of(a=(noise(16.5), words))
+    captions, _ = play(engine, options)
+    assert captions.text().lower().startswith("sentence 0. sentence 1.")
+    for decoded in engine.decoded:
+        before = [w for w in captions.committed() if w.end <= decoded.start + 0.05]
+        expected = "".join(w.text for w in before).strip()[-30:]
+        assert decoded.window.prompt == expected, decoded
+
+
+# -- what the viewer sees -----------------------------------------------------------------------
+
+
+def test_tentative_text_never_repeats_the_committed_words_before_it():
+    said = JFK_WORDS[7:14]  # "what your country can do for you."
+    echo = spoken("Ask not what your country can do", 7.46, 0.005, 0.0)  # Whisper's echo
+
+    def echoing(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        return heard + echo if 7.4 <= end < 7.6 else heard
+
+    captions, _ = play(ScriptedEngine.of(a=(noise(8.2), echoing)))
+    assert captions.text() == "What your country can do for you."
+    for committed, tentative in captions.screens():
+        tail = [normalized(w) for w in committed.split()[-6:]]
+        shown = [normalized(w) for w in tentative.split()]
+        repeated = [
+            n
+            for n in range(2, min(len(tail), len(shown)) + 1)
+            if any(shown[i : i + n] == tail[-n:] for i in range(len(shown)))
+        ]
+        assert not repeated, (committed, tentative)
+
+
+# -- scheduling ---------------------------------------------------------------------------------
+
+
+def test_a_slow_round_is_followed_by_one_larger_step_not_a_queue_of_small_ones():
+    words = spoken("catch up with the speaker without falling behind", 0.2)
+    engine = ScriptedEngine.of(a=(noise(4.0), words))
+    audio = engine.scripts["a"].audio
+    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
+    transcriber.open("a", "transcribe", "en")
+    transcriber.feed(AudioChunk("a", audio[: SAMPLE_RATE // 2], 0.0))
+    transcriber.step()
+    # The round above took 3 s on a slow machine: 3 s of audio arrived meanwhile.
+    transcriber.feed(AudioChunk("a", audio[SAMPLE_RATE // 2 : int(3.5 * SAMPLE_RATE)], 0.5))
+    transcriber.step()
+    assert not transcriber.pending_work()
+    assert [(d.start, round(d.end, 2)) for d in engine.decoded] == [(0.0, 0.5), (0.0, 3.5)]
+
+
+def test_one_round_batches_the_streams_with_new_speech_longest_waiting_first():
+    engine = ScriptedEngine.of(
+        **{name: (noise(3.0, seed), spoken("hello there", 0.2)) for seed, name in enumerate("abc")}
+    )
+    options = StreamingOptions(vad=False, max_batch=2)
+    transcriber = StreamingTranscriber(engine, options, clock="audio")
+    for name in "abc":
+        transcriber.open(name, "transcribe", "en")
+        transcriber.feed(AudioChunk(name, engine.scripts[name].audio[:SAMPLE_RATE], 0.0))
+    transcriber.step()
+    transcriber.step()
+    batches = [[d.recording for d in engine.decoded if d.batch == b] for b in range(2)]
+    assert batches == [["a", "b"], ["c"]]  # at most max_batch per call; c waited longest next
+    assert engine.calls == 2
+
+
+# -- reading like a careful captioner -----------------------------------------------------------
+
+
+def test_a_pause_does_not_end_a_sentence_that_the_next_hypothesis_continues(jfk):
+    def pause_says_period(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(JFK_WORDS)(start, end, n)
+        # At the pause the model ends the sentence; once it hears what follows, it does not.
+        if heard and heard[-1].text == " not" and end < 5.4:
+            heard[-1] = Word(" not.", heard[-1].start, heard[-1].end)
+        return heard
+
+    engine = ScriptedEngine.of(a=(jfk, pause_says_period))
+    captions, transcriber = play(engine, StreamingOptions())
+    assert transcriber.stats("a").finalizations >= 1
+    assert "not." in " ".join(tentative for _, tentative in captions.screens())
+    text = captions.text()
+    assert "ask not what your country can do for you." in text, text
+    assert text.startswith("And so my fellow Americans, ask not what")
+
+
+def test_a_pause_that_ends_a_sentence_keeps_its_period_and_the_next_word_is_capitalized(jfk):
+    said = [*JFK_WORDS[:7], *spoken("now what your country can do for you.", 5.45, 0.27)]
+
+    def new_sentence(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        return [Word(" not.", w.start, w.end) if w.text == " not" else w for w in heard]
+
+    captions, _ = play(ScriptedEngine.of(a=(jfk, new_sentence)), StreamingOptions())
+    assert "ask not. Now what your country" in captions.text(), captions.text()
+    not_ = next(w for w in captions.committed() if w.text.startswith(" not"))
+    assert not_.emitted_s < 5.45  # committed at the pause; only its period waited
+
+
+def test_a_word_said_again_back_to_back_is_committed_once():
+    def stutter(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(spoken("All books are not primarily works of art", 0.2))(start, end, n)
+        at = [i for i, w in enumerate(heard) if w.text == " not"]
+        if at:
+            w = heard[at[0]]
+            heard.insert(at[0] + 1, Word(" not", w.end, w.end + 0.1))
+        return heard
+
+    captions, _ = play(ScriptedEngine.of(a=(noise(4.0), stutter)))
+    assert captions.text() == "All books are not primarily works of art"
+
+
+def test_a_phrase_the_model_loops_on_is_not_committed_again():
+    said = spoken("Began to print in that city, 1469-1470.", 0.2)
+    loop = spoken("1469-1470. 1469-1470. 1469-1470.", 2.7, 0.1, 0.0)
+
+    def looping(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        return heard + [w for w in loop if w.end <= end] if end >= 3.0 else heard
+
+    captions, _ = play(ScriptedEngine.of(a=(noise(3.5), looping)))
+    assert captions.text() == "Began to print in that city, 1469-1470."
+
+
+def test_the_last_decode_of_a_long_buffer_hears_only_what_is_not_committed_yet():
+    words = spoken("This is the end of the story", 0.2)
+    options = StreamingOptions(vad=False, trim_after_s=2.0, max_buffer_s=8.0)
+    engine = ScriptedEngine.of(a=(noise(3.1), words))
+    captions, _ = play(engine, options)
+    last = engine.decoded[-1]
+    committed_before = [w for w in captions.committed() if w.emitted_s < 3.1]
+    assert len(committed_before) >= 3
+    # From the end of the word before the last committed one (aligned ends are often early).
+    assert committed_before[-2].end - 0.1 <= last.start <= committed_before[-1].start
+    assert captions.text() == "This is the end of the story"
+
+
+def test_the_last_decode_of_a_short_buffer_hears_it_whole_for_context():
+    engine = ScriptedEngine.of(a=(noise(3.1), spoken("This is the end of the story", 0.2)))
+    play(engine)
+    assert engine.decoded[-1].start == 0.0
+
+
+def test_words_of_no_length_at_the_end_of_a_hypothesis_are_not_speech():
+    said = spoken("We will meet again", 0.2)
+
+    def past_the_audio(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        return heard + [Word(" again.", end, end), Word(" again.", end, end)]
+
+    captions, _ = play(ScriptedEngine.of(a=(noise(2.0), past_the_audio)))
+    assert captions.text() == "We will meet again"
+    assert all(w.end > w.start for w in captions.committed())
+
+
+def test_after_a_cut_the_case_of_a_word_comes_from_the_window_that_heard_what_preceded_it():
+    said = spoken("For you, ask what you can do for your country and more", 0.2)
+    options = StreamingOptions(vad=False, trim_after_s=1.0, max_buffer_s=2.4)
+
+    def new_window_new_sentence(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        if start > 0 and heard:  # a window that starts at a cut reads a sentence start
+            heard[0] = Word(heard[0].text.title(), heard[0].start, heard[0].end)
+        return heard
+
+    engine = ScriptedEngine.of(a=(noise(5.3), new_window_new_sentence))
+    captions, _ = play(engine, options)
+    assert any(d.start > 0 for d in engine.decoded)
+    assert captions.text() == "For you, ask what you can do for your country and more"
+
+
+def test_english_speech_asked_for_translation_into_english_is_transcribed():
+    engine = ScriptedEngine.of(
+        en=(noise(2.0, 1), spoken("Good morning everyone", 0.2)),
+        de=(noise(2.0, 2), spoken("Guten Morgen zusammen", 0.2)),
+    )
+    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
+    recordings = [
+        Recording("en", engine.scripts["en"].audio, "translate", "en"),
+        Recording("de", engine.scripts["de"].audio, "translate", "de"),
+    ]
+    run_fast(transcriber, recordings, lambda update: None, step_s=0.5)
+    assert {d.window.task for d in engine.decoded_from("en")} == {"transcribe"}
+    assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
