@@ -22,16 +22,28 @@ from bot.eval.metrics import (
     ItemMetrics,
     ResourceUsage,
     SpeedStats,
+    TentativeRepeats,
+    TranslationPair,
     TranslationScores,
     char_error,
+    corpus_translation_scores,
     flicker,
+    is_written,
+    mid_sentence_breaks,
     normalizer_for,
+    output_language,
     peak_rss_mb,
+    plain_words,
     pool,
     primary_metric,
+    repeated_ngram_loops,
+    same_language,
     sentence_translation_scores,
+    tentative_repeats,
     translation_scores,
     word_error,
+    written_error,
+    written_tokens,
 )
 from bot.messages import CommittedWord
 from bot.outputs.transcript import CaptionState
@@ -225,6 +237,153 @@ def test_translation_scores_need_one_reference_per_translation():
         translation_scores(["a b c d"], ["a b c d", "e f g h"])
 
 
+def test_corpus_translation_scores_pool_the_pairs_not_a_mean_of_sentences(manifest):
+    pairs = [
+        TranslationPair(manifest[i]["translation"], perturbed(manifest[i]["translation"]))
+        for i in ("fleurs_de_000", "fleurs_es_006", "fleurs_pt_002")
+    ]
+    scores = corpus_translation_scores(pairs)
+    expected = translation_scores([p.reference for p in pairs], [p.hypothesis for p in pairs])
+    assert scores == expected
+    mean_bleu = sum(sentence_translation_scores(p.reference, p.hypothesis).bleu for p in pairs) / 3
+    assert scores.bleu != pytest.approx(mean_bleu)
+    assert corpus_translation_scores([]) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Which family of metrics applies
+
+
+def test_translating_writes_english_and_transcribing_writes_the_speech_language():
+    assert output_language("de", "translate") == "en"
+    assert output_language("en", "translate") == "en"
+    assert output_language("de", "transcribe") == "de"
+    assert same_language(output_language("en-US", "translate"), "en-US")
+    assert not same_language(output_language("de", "translate"), "de")
+    assert not same_language(None, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The text as written: case and punctuation
+
+
+def test_written_tokens_keep_case_and_give_each_punctuation_mark_its_own_token():
+    assert written_tokens("It’s 1469-1470, “Italy”.") == [
+        "It's",
+        "1469-1470",
+        ",",
+        '"',
+        "Italy",
+        '"',
+        ".",
+    ]
+
+
+def test_written_error_counts_case_and_punctuation_that_normalized_wer_ignores(manifest):
+    reference = manifest["ljspeech_LJ001-0120"]["text"]  # "In the old print ..., and one ...;"
+    hypothesis = reference.lower().replace(",", "")
+    assert word_error(reference, hypothesis, "en").wer == 0.0
+    counts = written_error(reference, hypothesis)
+    commas = reference.count(",")
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (1, commas, 0)
+    assert counts.reference_words == len(written_tokens(reference))
+    assert written_error(reference, reference).wer == 0.0
+
+
+def test_a_missing_comma_is_one_deletion_not_a_wrong_word():
+    counts = written_error("Italy, is contentedly stagnant.", "Italy is contentedly stagnant.")
+    assert (counts.substitutions, counts.deletions, counts.hits) == (0, 1, 5)
+
+
+def test_only_references_with_case_and_punctuation_are_written(manifest):
+    assert is_written(manifest["ljspeech_LJ001-0104"]["text"])  # Italy is contentedly stagnant.
+    assert is_written(manifest["thorsten_2b0d202f"]["text"])
+    assert is_written(manifest["picovoice_leopard_test_ja"]["text"])  # no case, has "。"
+    assert not is_written(manifest["fleurs_fr_002"]["text"])  # normalized: lower case
+    assert not is_written(manifest["lhotse_librispeech_2412-153948-0000"]["text"])  # upper
+    assert not is_written(manifest["pocketsphinx_cards_005"]["text"])  # no punctuation
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming artefacts: loops, tentative repeats, mid-sentence breaks
+
+
+def test_plain_words_ignore_case_and_edge_punctuation():
+    assert plain_words("Not, not! 1469-1470. ¿Cierto? —") == [
+        "not",
+        "not",
+        "1469-1470",
+        "cierto",
+    ]
+
+
+def test_an_ngram_shown_twice_back_to_back_is_one_loop(manifest):
+    reference = manifest["ljspeech_LJ001-0101"]["text"]
+    assert repeated_ngram_loops(reference).loops == 0
+    words = reference.split()
+    looped = " ".join(words[:5] + words[2:5] + words[5:])  # three words shown again
+    stats = repeated_ngram_loops(looped)
+    assert (stats.loops, stats.repeated_words, stats.words) == (1, 3, len(words) + 3)
+
+
+def test_loops_as_the_issue_shows_them():
+    assert repeated_ngram_loops("in 1469-1470. 1469-1470. he").loops == 1
+    assert repeated_ngram_loops("this is not not true").loops == 1
+    many = repeated_ngram_loops("a b a b a b c")
+    assert (many.loops, many.repeated_words) == (1, 4)
+    assert repeated_ngram_loops("the cat the dog").loops == 0  # not back to back
+    assert repeated_ngram_loops("").loops == 0
+
+
+def test_natural_repetitions_in_real_references_count_as_loops(manifest):
+    """The count is compared between systems on the same audio, not against zero."""
+    assert repeated_ngram_loops(manifest["pocketsphinx_cards_004"]["text"]).loops == 1  # five five
+    long = repeated_ngram_loops(manifest["ljspeech_LJ001-0140_0186_long"]["text"])
+    assert (long.loops, long.repeated_words) == (1, 2)  # "off the paper the paper on which"
+
+
+def test_a_tentative_tail_starting_with_the_last_committed_words_repeats_them():
+    stats = tentative_repeats(
+        states(
+            ("", "The cat"),
+            ("The cat", "cat sat"),  # repeats "cat"
+            ("The cat sat", "Cat sat on"),  # repeats "cat sat", case ignored
+            ("The cat sat on", "the mat"),
+            ("The cat sat on the mat.", ""),  # no tentative tail: not counted
+        )
+    )
+    assert stats == TentativeRepeats(tentative_states=4, repeating=2)
+    assert stats.share == pytest.approx(0.5)
+
+
+def test_a_repeat_needs_the_first_tentative_words_not_any_overlap():
+    stats = tentative_repeats(states(("the cat sat", "on the cat"), ("the cat sat", "down sat")))
+    assert stats.repeating == 0
+    assert math.isnan(tentative_repeats(states(("the cat", ""))).share)
+
+
+def test_tentative_repeats_see_the_end_of_a_long_committed_text(manifest):
+    committed = manifest["ljspeech_LJ001-0001_0045_long"]["text"]
+    last = committed.split()[-2:]
+    stats = tentative_repeats(states((committed, " ".join(last) + " and more")))
+    assert stats.repeating == 1
+
+
+def test_a_sentence_end_followed_by_a_lowercase_word_is_a_mid_sentence_break(manifest):
+    # Real references: LJ Speech's "thereunder. in this regard", FLEURS's "servis. cela".
+    assert mid_sentence_breaks(manifest["speechbrain_LJ050-0131"]["text"]) == 1
+    assert mid_sentence_breaks(manifest["fleurs_fr_001"]["text"]) == 1
+    assert mid_sentence_breaks(manifest["ljspeech_LJ001-0101"]["text"]) == 0
+    assert mid_sentence_breaks("The cat. sat on the mat. The dog sat.") == 1
+    assert mid_sentence_breaks("¿Qué? sí. “Wow.” then") == 2
+
+
+def test_ellipses_abbreviations_and_scripts_without_case_are_not_breaks():
+    assert mid_sentence_breaks("and then... we went… home") == 0
+    assert mid_sentence_breaks("tools, e.g. hammers, built in 3 a.c. by") == 0
+    assert mid_sentence_breaks("客観的実在の。判断的知識が成立する。") == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Flicker
 
@@ -393,6 +552,26 @@ def test_item_row_is_strict_json_with_nan_as_null():
     assert decoded["revisions_per_word"] is None
     assert decoded["bleu"] is None
     assert decoded["rtf"] is None
+    assert decoded["pc_wer"] is None and decoded["loops"] is None
+
+
+def test_item_row_of_a_translation_has_no_wer_and_the_same_keys():
+    bare = item("en", None, None)
+    translated = ItemMetrics(
+        id="item_de",
+        language="de",
+        duration_s=3.5,
+        words=None,
+        chars=None,
+        latency=item_latency([]),
+        flicker=flicker([]),
+        translation=TranslationScores(bleu=40.0, chrf=60.0),
+    )
+    row = translated.as_row()
+    assert list(row) == list(bare.as_row())
+    assert row["wer"] is None and row["cer"] is None and row["error_rate"] is None
+    assert (row["bleu"], row["chrf"]) == (40.0, 60.0)
+    json.dumps(row, allow_nan=False)
 
 
 def test_item_rows_have_the_same_keys_with_or_without_optional_results():

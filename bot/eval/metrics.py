@@ -22,15 +22,29 @@ Translation quality: sacrebleu on the texts as written (sacrebleu tokenizes itse
 normalizer): corpus BLEU with the default 13a tokenizer and corpus chrF with default settings
 (`translation_scores`), and per sentence (`sentence_translation_scores`; BLEU with effective
 n-gram order as sacrebleu's `sentence_bleu` does). Scores are 0–100.
+
+Which family applies (`output_language`, used by the runner): WER/CER only where the output is in
+the reference's language (transcription, or translation of English speech, which is English);
+BLEU/chrF only against a reference translation. An English translation is never scored by WER
+against the source-language transcript, nor a transcript by BLEU.
+
+What a viewer reads, beyond normalized WER (the streaming artefacts, each defined in its docstring):
+- `written_error`: WER on the text as written (case and punctuation count), against a reference
+  that is written that way (`is_written`) or against the offline transcript of the same model;
+- `repeated_ngram_loops`: an n-gram said once but shown two or more times back to back;
+- `tentative_repeats`: tentative tails that start by repeating the last committed words;
+- `mid_sentence_breaks`: a sentence end followed by a lowercase word.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, reduce
@@ -45,6 +59,7 @@ from whisper_normalizer.english import EnglishTextNormalizer
 from bot.eval.latency import ItemLatency, LatencySummary
 from bot.outputs.transcript import CaptionState
 from bot.outputs.writers import json_safe
+from bot.text import CLOSERS, ends_sentence
 
 SPACELESS_LANGUAGES = frozenset({"ja", "zh", "th", "lo", "my", "km", "yue"})
 
@@ -187,6 +202,174 @@ def char_error(reference: str, hypothesis: str, language: str | None) -> CharErr
     return CharErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
 
 
+def output_language(source_language: str | None, task: str) -> str | None:
+    """The language the model writes: English when translating, else the speech's language."""
+    return "en" if task == "translate" else source_language
+
+
+def same_language(a: str | None, b: str | None) -> bool:
+    """Whether two language tags name the same language (`en` == `en-US`); unknown is never."""
+    return _base_language(a) is not None and _base_language(a) == _base_language(b)
+
+
+# ---------------------------------------------------------------------------------------------
+# The text as written: case and punctuation
+
+# A word keeps inner hyphens, apostrophes, periods, commas, colons and slashes ("pear-shaped",
+# "don't", "a.m", "1,000", "12:30"); every other non-space character is a token of its own.
+_WRITTEN_TOKEN = re.compile(r"\w+(?:[-'.,:/]\w+)*|[^\w\s]")
+_TYPOGRAPHIC = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "„": '"', "«": '"', "»": '"'})
+_SENTENCE_PUNCTUATION = re.compile(r"[.,;:!?。、！？]")
+
+
+def written_tokens(text: str) -> list[str]:
+    """Words and punctuation marks as written (NFC, typographic quotes made straight)."""
+    return _WRITTEN_TOKEN.findall(unicodedata.normalize("NFC", text).translate(_TYPOGRAPHIC))
+
+
+def is_written(text: str) -> bool:
+    """Whether a reference keeps case and punctuation, so the written form can be scored.
+
+    It must hold a punctuation mark (`.,;:!?。、`) and, if its script has case, an upper-case
+    letter: an all-lower-case text (FLEURS' normalized transcriptions, also lower-case sentence
+    fragments) or an all-upper-case one (LibriSpeech) says nothing about case.
+    """
+    if not _SENTENCE_PUNCTUATION.search(text):
+        return False
+    cased = [c for c in text if c.isupper() or c.islower()]
+    if not cased:
+        return True
+    return any(c.isupper() for c in cased) and any(c.islower() for c in cased)
+
+
+def written_error(reference: str, hypothesis: str) -> ErrorCounts:
+    """Case- and punctuation-sensitive word errors: `written_tokens` aligned as they are.
+
+    No normalizer: "The" vs "the", "cat," vs "cat" (a deleted comma) and "fifty" vs "50" are all
+    errors. Each punctuation mark is a token, so a missing comma is one deletion, not a
+    substitution of the word before it.
+    """
+    ref, hyp = written_tokens(reference), written_tokens(hypothesis)
+    if not ref:
+        raise ValueError(f"reference {reference!r} has no words: it cannot be scored")
+    out = jiwer.process_words(" ".join(ref), " ".join(hyp))
+    return ErrorCounts(out.substitutions, out.deletions, out.insertions, out.hits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming artefacts a viewer reads
+
+
+def plain_words(text: str) -> list[str]:
+    """Whitespace-separated words, lower-cased, without punctuation at either end ("Not," →
+    "not", "1469-1470." → "1469-1470"); words that were only punctuation are dropped."""
+    words = (_EDGES.sub("", w).lower() for w in text.split())
+    return [w for w in words if w]
+
+
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+@dataclass(frozen=True)
+class LoopStats:
+    """Repeated-n-gram loops in one text (see `repeated_ngram_loops`)."""
+
+    loops: int
+    repeated_words: int
+    words: int
+
+
+def repeated_ngram_loops(text: str, max_n: int = 20) -> LoopStats:
+    """Count n-grams repeated back to back: "not not", "1469-1470. 1469-1470.", "a b a b a b".
+
+    Words are `plain_words` (case and edge punctuation ignored). Scanning left to right, at
+    position i the smallest n (1 ≤ n ≤ `max_n`) with words[i:i+n] == words[i+n:i+2n] starts a
+    *loop*; the loop extends over every further back-to-back copy of that n-gram (k copies in
+    all), counts once, adds (k - 1) * n to `repeated_words` (the words shown beyond the first
+    copy), and scanning resumes after its last copy. "a b a b a b" is one loop of 4 repeated
+    words; "the cat the dog" none (not back to back). Natural repetitions ("had had") count too:
+    compare the count between systems on the same audio, not against zero.
+    """
+    words = plain_words(text)
+    loops = repeated = i = 0
+    while i < len(words):
+        for n in range(1, min(max_n, (len(words) - i) // 2) + 1):
+            gram = words[i : i + n]
+            if words[i + n : i + 2 * n] == gram:
+                copies = 2
+                while words[i + copies * n : i + (copies + 1) * n] == gram:
+                    copies += 1
+                loops += 1
+                repeated += (copies - 1) * n
+                i += copies * n
+                break
+        else:
+            i += 1
+    return LoopStats(loops=loops, repeated_words=repeated, words=len(words))
+
+
+@dataclass(frozen=True)
+class TentativeRepeats:
+    """Tentative tails that begin by repeating committed words (see `tentative_repeats`)."""
+
+    tentative_states: int
+    repeating: int
+
+    @property
+    def share(self) -> float:
+        if self.tentative_states == 0:
+            return float("nan")
+        return self.repeating / self.tentative_states
+
+
+def tentative_repeats(updates: Sequence[CaptionState], max_words: int = 20) -> TentativeRepeats:
+    """How many caption states show a tentative tail whose first words duplicate the last
+    committed words: the viewer reads "... the cat sat | sat on the" .
+
+    Over the states with a tentative tail (`plain_words` of it not empty), a state *repeats*
+    when for some k ≥ 1 (up to `max_words`) the first k words of the tentative tail equal the
+    last k words of the committed text (both as `plain_words`). `share` is repeating states per
+    tentative state.
+    """
+    tentative = repeating = 0
+    for state in updates:
+        tail = plain_words(state.tentative)[:max_words]
+        if not tail:
+            continue
+        tentative += 1
+        # Only the end of the committed text matters; its first word may be cut, so drop it.
+        end = plain_words(state.committed[-40 * max_words :])
+        if len(state.committed) > 40 * max_words:
+            end = end[1:]
+        end = end[-max_words:]
+        if any(tail[:k] == end[-k:] for k in range(1, min(len(tail), len(end)) + 1)):
+            repeating += 1
+    return TentativeRepeats(tentative_states=tentative, repeating=repeating)
+
+
+
+
+def mid_sentence_breaks(text: str) -> int:
+    """Sentence ends followed by a lower-case word: "the cat. sat on the mat" counts one.
+
+    A sentence end is a whitespace-separated word ending in ".", "!" or "?" (closing quotes or
+    brackets after it ignored), but not an ellipsis ("...", "…": a pause, not an end) and not an
+    abbreviation with an inner period ("e.g.", "a.c."). The next word breaks the sentence when
+    its first letter is lower case (leading punctuation such as "¿" skipped). Scripts without
+    case never count, and a sentence end before a capitalized noun (German) is not seen.
+    """
+    words = text.split()
+    breaks = 0
+    for word, following in zip(words, words[1:]):
+        end = word.rstrip(CLOSERS)
+        if not ends_sentence(end) or end.endswith("..") or "." in end[:-1]:
+            continue
+        first = next((c for c in following if c.isalpha()), "")
+        if first.islower():
+            breaks += 1
+    return breaks
+
+
 # ---------------------------------------------------------------------------------------------
 # Translation quality
 
@@ -197,6 +380,22 @@ class TranslationScores:
 
     bleu: float
     chrf: float
+
+
+@dataclass(frozen=True)
+class TranslationPair:
+    """A translation and its reference, kept for the corpus scores of a set of items."""
+
+    reference: str
+    hypothesis: str
+
+
+def corpus_translation_scores(pairs: Iterable[TranslationPair]) -> TranslationScores | None:
+    """Corpus BLEU/chrF of the pairs, or None when there are none."""
+    pairs = list(pairs)
+    if not pairs:
+        return None
+    return translation_scores([p.reference for p in pairs], [p.hypothesis for p in pairs])
 
 
 def translation_scores(references: list[str], hypotheses: list[str]) -> TranslationScores:
@@ -385,26 +584,52 @@ def peak_rss_mb() -> float:
 
 
 @dataclass(frozen=True)
+class TextQuality:
+    """What a viewer reads in one final text, beyond its errors (see the functions named)."""
+
+    loops: LoopStats
+    mid_sentence_breaks: int
+
+    @classmethod
+    def of(cls, text: str) -> TextQuality:
+        return cls(loops=repeated_ngram_loops(text), mid_sentence_breaks=mid_sentence_breaks(text))
+
+
+@dataclass(frozen=True)
 class ItemMetrics:
-    """Everything measured on one dataset item; `as_row` is its line in results.json."""
+    """Everything measured on one dataset item; `as_row` is its line in results.json.
+
+    `language` is the speech's. `words`/`chars` are None where the output is not in the
+    reference's language (a translation), `translation` (sentence scores) and `translated`
+    None without a reference translation. `written` is the written-form error against a
+    reference that keeps case and punctuation, `written_vs_offline` against the offline
+    transcript of the same model (streaming only); `repeats` needs caption states (streaming).
+    """
 
     id: str
     language: str | None
     duration_s: float
-    words: ErrorCounts
-    chars: CharErrorCounts
+    words: ErrorCounts | None
+    chars: CharErrorCounts | None
     latency: ItemLatency
     flicker: FlickerStats
     translation: TranslationScores | None = None
     speed: SpeedStats | None = None
+    translated: TranslationPair | None = None
+    written: ErrorCounts | None = None
+    written_vs_offline: ErrorCounts | None = None
+    quality: TextQuality | None = None
+    repeats: TentativeRepeats | None = None
 
     @property
     def primary_metric(self) -> Literal["wer", "cer"]:
         return primary_metric(self.language)
 
     @property
-    def error_rate(self) -> float:
+    def error_rate(self) -> float | None:
         """The primary metric's value: CER for languages without spaces, WER otherwise."""
+        if self.words is None or self.chars is None:
+            return None
         return self.chars.cer if self.primary_metric == "cer" else self.words.wer
 
     def as_row(self) -> dict[str, Any]:
@@ -415,20 +640,23 @@ class ItemMetrics:
             "duration_s": self.duration_s,
             "primary_metric": self.primary_metric,
             "error_rate": self.error_rate,
-            "wer": self.words.wer,
-            "word_substitutions": self.words.substitutions,
-            "word_deletions": self.words.deletions,
-            "word_insertions": self.words.insertions,
-            "word_hits": self.words.hits,
-            "reference_words": self.words.reference_words,
-            "cer": self.chars.cer,
-            "char_substitutions": self.chars.substitutions,
-            "char_deletions": self.chars.deletions,
-            "char_insertions": self.chars.insertions,
-            "char_hits": self.chars.hits,
-            "reference_chars": self.chars.reference_chars,
+            "wer": self.words.wer if self.words else None,
+            **_counts_row("word", self.words),
+            "reference_words": self.words.reference_words if self.words else None,
+            "cer": self.chars.cer if self.chars else None,
+            **_counts_row("char", self.chars),
+            "reference_chars": self.chars.reference_chars if self.chars else None,
             "bleu": self.translation.bleu if self.translation else None,
             "chrf": self.translation.chrf if self.translation else None,
+            "pc_wer": self.written.wer if self.written else None,
+            "pc_wer_vs_offline": (self.written_vs_offline.wer if self.written_vs_offline else None),
+            "loops": self.quality.loops.loops if self.quality else None,
+            "loop_repeated_words": self.quality.loops.repeated_words if self.quality else None,
+            "hypothesis_words": self.quality.loops.words if self.quality else None,
+            "mid_sentence_breaks": self.quality.mid_sentence_breaks if self.quality else None,
+            "tentative_states": self.repeats.tentative_states if self.repeats else None,
+            "tentative_repeating": self.repeats.repeating if self.repeats else None,
+            "tentative_repeat_share": self.repeats.share if self.repeats else None,
             **_latency_row("commit_latency", self.latency.commit),
             **_latency_row("first_seen_latency", self.latency.first_seen),
             "commit_latency_per_minute": [
@@ -443,6 +671,11 @@ class ItemMetrics:
             **_speed_row(self.speed),
         }
         return json_safe(row)
+
+
+def _counts_row(prefix: str, counts: _AlignmentCounts | None) -> dict[str, Any]:
+    keys = ("substitutions", "deletions", "insertions", "hits")
+    return {f"{prefix}_{k}": getattr(counts, k) if counts else None for k in keys}
 
 
 def _latency_row(prefix: str, s: LatencySummary) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """Eval reports: the terminal table, report.md, report.html (SVG plots) and results.json.
 
-results.json (schema `captionbot.eval/1`) holds one row per item per configuration (the
+results.json (schema `captionbot.eval/2`) holds one row per item per configuration (the
 `ItemMetrics.as_row` keys plus `config` and `system`: "streaming" or "offline"), a summary
-row per configuration and system (the same numbers as the terminal table), and what is
-needed to reproduce the run: versions, model checksums, configurations, machine and date.
+row per configuration and system (`summary`, the same numbers as the terminal table) and per
+configuration, system and language (`by_language`), and what is needed to reproduce the run:
+versions, model checksums, configurations, machine and date. Version 2: WER/CER are null
+where the output is a translation, BLEU/chrF are corpus scores over translated items only, and
+the written-form and streaming-artefact columns are new.
 """
 
 from __future__ import annotations
@@ -22,19 +25,29 @@ from typing import Any
 from bot.asr.models import model_checksum, resolve_model
 from bot.eval.datasets import Dataset
 from bot.eval.latency import commit_latencies, first_seen_latencies, pooled_latency
-from bot.eval.metrics import ItemMetrics, SpeedStats, pool
+from bot.eval.metrics import ItemMetrics, SpeedStats, corpus_translation_scores, pool
 from bot.eval.runner import ConfigRun
 from bot.eval.svg import bar_chart, cdf, line_chart
+from bot.outputs.transcript import Transcript
 from bot.outputs.writers import json_safe, write_text_atomic
 
-SCHEMA = "captionbot.eval/1"
+SCHEMA = "captionbot.eval/2"
+_QUALITY = (
+    ("wer", "WER %"),
+    ("cer", "CER %"),
+    ("bleu", "BLEU"),
+    ("chrf", "chrF"),
+    ("pc_wer", "PC-WER %"),
+    ("pc_wer_vs_offline", "PC vs offl %"),
+    ("loops", "loops"),
+    ("tentative_repeat_share", "tent rep %"),
+    ("mid_sentence_breaks", "mid breaks"),
+)
 COLUMNS = (
     ("config", "config"),
     ("system", "system"),
     ("items", "items"),
-    ("wer", "WER %"),
-    ("cer", "CER %"),
-    ("bleu", "BLEU"),
+    *_QUALITY,
     ("commit_p50_s", "commit p50"),
     ("commit_p90_s", "p90"),
     ("commit_max_s", "max"),
@@ -44,16 +57,59 @@ COLUMNS = (
     ("cpu_per_audio_s", "CPU/audio s"),
     ("peak_rss_mb", "peak RSS MB"),
 )
-PERCENT = {"wer", "cer"}
+LANGUAGE_COLUMNS = (
+    ("config", "config"),
+    ("system", "system"),
+    ("language", "language"),
+    ("items", "items"),
+    *_QUALITY,
+    ("commit_p50_s", "commit p50"),
+    ("revisions_per_word", "flicker/word"),
+)
+PERCENT = {"wer", "cer", "pc_wer", "pc_wer_vs_offline", "tentative_repeat_share"}
+LEGEND = (
+    "WER/CER: normalized (Whisper's English normalizer for English, the basic one otherwise), "
+    "pooled over the items whose output is in the reference's language; BLEU/chrF: corpus "
+    "scores over the translated items with a reference translation; PC-WER: case and "
+    "punctuation count, against references written that way; PC vs offl: the same against "
+    "the offline transcript of the model; loops: n-grams repeated back to back; tent rep: "
+    "tentative tails that repeat the last committed words; mid breaks: a sentence end "
+    "followed by a lower-case word; latency in seconds after the word ended; RTF = decoding "
+    "seconds per audio second."
+)
 
 
 def summary_rows(runs: list[ConfigRun]) -> list[dict[str, Any]]:
+    """One row per configuration and system (streaming, then offline), over all items."""
     rows = []
     for run in runs:
-        rows.append(_summary(run.named.name, "streaming", run.items, run.speed, run))
+        rows.append(
+            _summary(run.named.name, "streaming", run.items, run.speed, run.transcripts)
+            | {"failed_items": len(run.failures)}
+        )
         if run.offline:
             offline_items = [o.metrics for o in run.offline]
             rows.append(_summary(run.named.name, "offline", offline_items, run.offline_speed))
+    return rows
+
+
+def language_rows(runs: list[ConfigRun]) -> list[dict[str, Any]]:
+    """The summary per configuration, system and language of the speech."""
+    rows = []
+    for run in runs:
+        systems: list[tuple[str, list[ItemMetrics], dict[str, Transcript] | None]] = [
+            ("streaming", run.items, run.transcripts)
+        ]
+        if run.offline:
+            systems.append(("offline", [o.metrics for o in run.offline], None))
+        for system, items, transcripts in systems:
+            for language, group in _by_language(items).items():
+                ids = {i.id for i in group}
+                subset = {k: v for k, v in transcripts.items() if k in ids} if transcripts else None
+                row = _summary(run.named.name, system, group, None, subset)
+                rows.append(
+                    {"config": row["config"], "system": system, "language": language, **row}
+                )
     return rows
 
 
@@ -62,26 +118,46 @@ def _summary(
     system: str,
     items: list[ItemMetrics],
     speed: SpeedStats | None,
-    run: ConfigRun | None = None,
+    transcripts: dict[str, Transcript] | None = None,
 ) -> dict[str, Any]:
-    words = pool(i.words for i in items) if items else None
-    chars = pool(i.chars for i in items) if items else None
-    bleu = [i.translation.bleu for i in items if i.translation]
+    """Pooled scores of `items`; latency needs the streamed `transcripts`."""
+    words = [i.words for i in items if i.words]
+    chars = [i.chars for i in items if i.chars]
+    written = [i.written for i in items if i.written]
+    vs_offline = [i.written_vs_offline for i in items if i.written_vs_offline]
+    translated = [i.translated for i in items if i.translated]
+    scores = corpus_translation_scores(translated)
+    quality = [i.quality for i in items if i.quality]
+    repeats = [i.repeats for i in items if i.repeats]
+    tentative = sum(r.tentative_states for r in repeats)
     row: dict[str, Any] = {
         "config": name,
         "system": system,
         "items": len(items),
-        "wer": words.wer if words else None,
-        "cer": chars.cer if chars else None,
-        "bleu": sum(bleu) / len(bleu) if bleu else None,
+        "wer_items": len(words),
+        "wer": pool(words).wer if words else None,
+        "cer": pool(chars).cer if chars else None,
+        "translated_items": len(translated),
+        "bleu": scores.bleu if scores else None,
+        "chrf": scores.chrf if scores else None,
+        "pc_wer_items": len(written),
+        "pc_wer": pool(written).wer if written else None,
+        "pc_wer_vs_offline": pool(vs_offline).wer if vs_offline else None,
+        "loops": sum(q.loops.loops for q in quality) if quality else None,
+        "loop_repeated_words": sum(q.loops.repeated_words for q in quality) if quality else None,
+        "hypothesis_words": sum(q.loops.words for q in quality) if quality else None,
+        "mid_sentence_breaks": sum(q.mid_sentence_breaks for q in quality) if quality else None,
+        "tentative_repeat_share": (
+            sum(r.repeating for r in repeats) / tentative if tentative else None
+        ),
         "revisions_per_word": None,
         "rtf": speed.rtf if speed else None,
         "cpu_per_audio_s": speed.cpu_per_audio_s if speed else None,
         "peak_rss_mb": speed.peak_rss_mb if speed else None,
         "streams": speed.streams if speed else None,
     }
-    if run is not None:
-        word_lists = [t.words for t in run.transcripts.values()]
+    if transcripts is not None:
+        word_lists = [t.words for t in transcripts.values()]
         commit = pooled_latency(word_lists, commit_latencies)
         seen = pooled_latency(word_lists, first_seen_latencies)
         revisions = sum(i.flicker.revisions for i in items)
@@ -95,25 +171,28 @@ def _summary(
                 "first_seen_p50_s": seen.p50,
                 "first_seen_p90_s": seen.p90,
                 "revisions_per_word": revisions / final_words if final_words else None,
-                "failed_items": len(run.failures),
             }
         )
     return json_safe(row)
 
 
-def terminal_table(rows: list[dict[str, Any]]) -> str:
-    header = [title for _, title in COLUMNS]
-    body = [[_cell(row.get(key), key) for key, _ in COLUMNS] for row in rows]
+def terminal_table(
+    rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
+) -> str:
+    header = [title for _, title in columns]
+    body = [[_cell(row.get(key), key) for key, _ in columns] for row in rows]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *body]]
     return "\n".join(lines)
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    header = [title for _, title in COLUMNS]
+def markdown_table(
+    rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...] = COLUMNS
+) -> str:
+    header = [title for _, title in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(key), key) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(key), key) for key, _ in columns) + " |")
     return "\n".join(lines)
 
 
@@ -167,6 +246,7 @@ def write_report(
 ) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary_rows(runs)
+    by_language = language_rows(runs)
     item_rows = []
     for run in runs:
         for metrics in run.items:
@@ -176,48 +256,79 @@ def write_report(
                 {"config": run.named.name, "system": "offline", **offline.metrics.as_row()}
             )
     info = provenance(runs, dataset, settings)
-    results = {"schema": SCHEMA, **info, "summary": summary, "rows": item_rows}
+    results = {
+        "schema": SCHEMA,
+        **info,
+        "summary": summary,
+        "by_language": by_language,
+        "rows": item_rows,
+    }
     paths = {
         "json": out_dir / "results.json",
         "md": out_dir / "report.md",
         "html": out_dir / "report.html",
     }
     write_text_atomic(paths["json"], json.dumps(results, indent=1, allow_nan=False) + "\n")
-    write_text_atomic(paths["md"], _markdown(summary, runs, info))
-    write_text_atomic(paths["html"], _html(summary, runs, info))
+    write_text_atomic(paths["md"], _markdown(summary, by_language, runs, info))
+    write_text_atomic(paths["html"], _html(summary, by_language, runs, info))
     return paths
 
 
-def _markdown(summary: list[dict], runs: list[ConfigRun], info: dict) -> str:
+def _offline_references(runs: list[ConfigRun]) -> list[str]:
+    """How each configuration's offline line was decoded (it differs per engine)."""
+    lines = [
+        f"Offline reference of {run.named.name}: {run.engine.details['offline_reference']}."
+        for run in runs
+        if run.offline and run.engine.details.get("offline_reference")
+    ]
+    return [*lines, ""] if lines else []
+
+
+def _markdown(
+    summary: list[dict], by_language: list[dict], runs: list[ConfigRun], info: dict
+) -> str:
     lines = [
         f"# captionbot eval: {info['dataset']['name']}",
         "",
         f"{info['date']}, {info['machine']['processor']} ({info['machine']['cpus']} CPUs), "
         f"mode {info['settings'].get('mode')}, streams {info['settings'].get('streams')}. "
-        "WER/CER pooled over items (normalized: Whisper's English normalizer for English, the "
-        "basic one otherwise); latency in seconds after the word ended; RTF = decoding seconds "
-        "per audio second.",
+        + LEGEND,
         "",
         markdown_table(summary),
         "",
-        "## WER by language",
+        *_offline_references(runs),
+        "## By language",
         "",
-        "| config | language | items | WER % |",
-        "|---|---|---|---|",
+        markdown_table(by_language, LANGUAGE_COLUMNS),
+        "",
+        "## Items",
+        "",
+        "| config | system | item | WER % | BLEU | chrF | PC-WER % | loops | mid breaks "
+        "| commit p50 | flicker/word |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
-        for language, items in _by_language(run.items).items():
-            wer = pool(i.words for i in items).wer
-            lines.append(f"| {run.named.name} | {language} | {len(items)} | {100 * wer:.2f} |")
-    lines += ["", "## Items", "", "| config | item | WER % | commit p50 | flicker/word |"]
-    lines.append("|---|---|---|---|---|")
-    for run in runs:
-        for item in run.items:
-            lines.append(
-                f"| {run.named.name} | {item.id} | {100 * item.words.wer:.2f} | "
-                f"{_cell(item.latency.commit.p50, 'p50')} | "
-                f"{_cell(item.flicker.revisions_per_word, 'x')} |"
-            )
+        systems = [("streaming", run.items), ("offline", [o.metrics for o in run.offline])]
+        for system, items in systems:
+            for item in items:
+                row = item.as_row()
+                cells = [
+                    _cell(row[key], key)
+                    for key in ("wer", "bleu", "chrf", "pc_wer", "loops", "mid_sentence_breaks")
+                ]
+                latency = (
+                    [
+                        _cell(row["commit_latency_p50_s"], "p50"),
+                        _cell(row["revisions_per_word"], "x"),
+                    ]
+                    if system == "streaming"
+                    else ["-", "-"]
+                )
+                lines.append(
+                    f"| {run.named.name} | {system} | {item.id} | "
+                    + " | ".join(cells + latency)
+                    + " |"
+                )
     skipped = info["dataset"]["skipped"]
     failed = [(run.named.name, k, v) for run in runs for k, v in run.failures.items()]
     if skipped or failed:
@@ -229,7 +340,15 @@ def _markdown(summary: list[dict], runs: list[ConfigRun], info: dict) -> str:
     return "\n".join(lines)
 
 
-def _html(summary: list[dict], runs: list[ConfigRun], info: dict) -> str:
+def _html_table(rows: list[dict], columns: tuple[tuple[str, str], ...]) -> str:
+    table = "<table><tr>" + "".join(f"<th>{escape(t)}</th>" for _, t in columns) + "</tr>"
+    for row in rows:
+        cells = "".join(f"<td>{escape(_cell(row.get(k), k))}</td>" for k, _ in columns)
+        table += f"<tr>{cells}</tr>"
+    return table + "</table>"
+
+
+def _html(summary: list[dict], by_language: list[dict], runs: list[ConfigRun], info: dict) -> str:
     latency_cdf = line_chart(
         "Commit latency CDF",
         "seconds after the word ended",
@@ -245,33 +364,33 @@ def _html(summary: list[dict], runs: list[ConfigRun], info: dict) -> str:
         "seconds",
         [(run.named.name, _per_minute(run)) for run in runs],
     )
+    scored = [i for i in runs[0].items if i.words] if runs else []
     wer_items = bar_chart(
         "WER per item (first config)",
         "WER %",
-        [(i.id, 100 * i.words.wer) for i in runs[0].items[:24]] if runs else [],
+        [(i.id, 100 * i.words.wer) for i in scored[:24] if i.words],
     )
+    streamed = [r for r in by_language if r["system"] == "streaming"]
     wer_language = bar_chart(
-        "WER per language",
+        "WER per language (streaming)",
         "WER %",
-        [
-            (f"{run.named.name}:{language}", 100 * pool(i.words for i in items).wer)
-            for run in runs
-            for language, items in _by_language(run.items).items()
-        ],
+        [(f"{r['config']}:{r['language']}", 100 * r["wer"]) for r in streamed if r["wer"]],
+    )
+    bleu_language = bar_chart(
+        "BLEU per language (streaming translation)",
+        "BLEU",
+        [(f"{r['config']}:{r['language']}", r["bleu"]) for r in streamed if r["bleu"] is not None],
     )
     speed = bar_chart(
         "Real-time factor (decoding s per audio s)",
         "RTF",
         [(f"{r['config']} {r['system']}", r.get("rtf") or 0.0) for r in summary],
     )
-    table = "<table><tr>" + "".join(f"<th>{escape(t)}</th>" for _, t in COLUMNS) + "</tr>"
-    for row in summary:
-        cells = "".join(f"<td>{escape(_cell(row.get(k), k))}</td>" for k, _ in COLUMNS)
-        table += f"<tr>{cells}</tr>"
-    table += "</table>"
+    table = _html_table(summary, COLUMNS)
+    languages = _html_table(by_language, LANGUAGE_COLUMNS)
     charts = "".join(
         f"<figure>{chart}</figure>"
-        for chart in (latency_cdf, over_time, wer_items, wer_language, speed)
+        for chart in (latency_cdf, over_time, wer_items, wer_language, bleu_language, speed)
     )
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1100px}"
@@ -284,9 +403,8 @@ def _html(summary: list[dict], runs: list[ConfigRun], info: dict) -> str:
         f"<style>{style}</style></head><body>"
         f"<h1>captionbot eval: {escape(info['dataset']['name'])}</h1>"
         f"<p>{escape(info['date'])}, {escape(str(info['machine']['processor']))}, "
-        f"mode {escape(str(info['settings'].get('mode')))}. WER pooled over items; latency in "
-        "seconds after the word ended.</p>"
-        f"{table}{charts}"
+        f"mode {escape(str(info['settings'].get('mode')))}. {escape(LEGEND)}</p>"
+        f"{table}<h2>By language</h2>{languages}{charts}"
         f"<h2>Reproduce</h2><pre>{escape(json.dumps(info['configs'], indent=1))}</pre>"
         "</body></html>\n"
     )

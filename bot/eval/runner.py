@@ -9,6 +9,7 @@ as its reference line.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +25,18 @@ from bot.eval.metrics import (
     ResourceUsage,
     RssSampler,
     SpeedStats,
+    TextQuality,
+    TranslationPair,
     char_error,
     flicker,
+    is_written,
+    output_language,
+    same_language,
     sentence_translation_scores,
+    tentative_repeats,
     word_error,
+    written_error,
+    written_tokens,
 )
 from bot.messages import SAMPLE_RATE
 from bot.outputs.transcript import Transcript
@@ -64,43 +73,60 @@ class ConfigRun:
     offline_speed: SpeedStats | None = None
 
 
-def reference_for(item: EvalItem, task: str) -> tuple[str | None, str | None]:
-    """The text a hypothesis is scored against, and its language: the English translation
-    when the task is translation (the transcript itself for English speech; None when the
-    dataset has none), else the transcript."""
-    if task == "translate":
-        if item.translation:
-            return item.translation, "en"
-        if item.language == "en":
-            return item.text, "en"
-        return None, None
-    return item.text, item.language
-
-
 def score_item(
     item: EvalItem,
     task: str,
     text: str,
     duration_s: float,
     transcript: Transcript | None = None,
-) -> ItemMetrics | None:
-    """Score a hypothesis `text`; `transcript` (streaming only) adds latency and flicker."""
-    reference, language = reference_for(item, task)
-    if reference is None:
-        return None
+    offline_text: str | None = None,
+) -> ItemMetrics:
+    """Score a hypothesis `text` with the metrics that apply to it.
+
+    WER/CER against the transcript only where the output is in the speech's language
+    (`output_language`): an English translation of German speech has no WER. BLEU/chrF only
+    against the item's reference translation, when translating. `transcript` (streaming only)
+    adds latency, flicker and tentative repeats; `offline_text` the written-form error of the
+    streamed text against the offline one.
+    """
+    transcribed = same_language(output_language(item.language, task), item.language)
+    if item.language is None and task == "transcribe":
+        transcribed = True  # the dataset does not say: the output is in whatever was spoken
+    translated = (
+        TranslationPair(item.translation, text)
+        if task == "translate" and item.translation and not transcribed
+        else None
+    )
+    written = is_written(item.text) and transcribed
     return ItemMetrics(
         id=item.id,
         language=item.language,
         duration_s=duration_s,
-        words=word_error(reference, text, language),
-        chars=char_error(reference, text, language),
+        words=word_error(item.text, text, item.language) if transcribed else None,
+        chars=char_error(item.text, text, item.language) if transcribed else None,
         latency=item_latency(transcript.words if transcript else []),
-        flicker=flicker(transcript.updates if transcript else [], language),
-        translation=(sentence_translation_scores(reference, text) if task == "translate" else None),
+        flicker=flicker(transcript.updates if transcript else [], item.language),
+        translation=(
+            sentence_translation_scores(translated.reference, text) if translated else None
+        ),
+        translated=translated,
+        written=written_error(item.text, text) if written else None,
+        written_vs_offline=(
+            written_error(offline_text, text)
+            if transcript is not None and offline_text and written_tokens(offline_text)
+            else None
+        ),
+        quality=TextQuality.of(text),
+        repeats=tentative_repeats(transcript.updates) if transcript else None,
     )
 
 
 class EvalRunner:
+    """Streams every item of a dataset through each configuration, then transcribes it offline.
+
+    `on_progress(config_name, stream_id, seconds)` reports audio seconds streamed so far.
+    """
+
     def __init__(
         self,
         dataset: Dataset,
@@ -109,7 +135,7 @@ class EvalRunner:
         realtime: bool = False,
         streams: int = 1,
         offline: bool = True,
-        on_progress=None,
+        on_progress: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.dataset = dataset
         self.configs = configs
@@ -127,13 +153,16 @@ class EvalRunner:
         engine = create_engine_for(config)
         run = ConfigRun(named, engine.info)
         items = list(self.dataset.items)
+        report = self._on_progress
         job = TranscriptionJob(
             engine,
             config,
             self.out_dir / "transcripts" / named.name,
             realtime=self.realtime,
             streams=self.streams,
-            on_progress=self._on_progress,
+            on_progress=(lambda stream, seconds: report(named.name, stream, seconds))
+            if report
+            else None,
         )
         logger.info("config %s: streaming %d items", named.name, len(items))
         before = ResourceUsage.now()
@@ -142,17 +171,11 @@ class EvalRunner:
         used = ResourceUsage.now().since(before)
         audio_s = 0.0
         for item, result in zip(items, results):
-            transcript = result.transcript
-            if transcript is None:
+            if result.transcript is None:
                 run.failures[item.id] = result.error or "failed"
                 continue
-            audio_s += transcript.duration_s
-            run.transcripts[item.id] = transcript
-            metrics = score_item(
-                item, config.task, transcript.text, transcript.duration_s, transcript
-            )
-            if metrics is not None:
-                run.items.append(metrics)
+            audio_s += result.transcript.duration_s
+            run.transcripts[item.id] = result.transcript
         run.speed = SpeedStats(
             audio_s=audio_s,
             wall_s=used.wall_s,
@@ -163,6 +186,21 @@ class EvalRunner:
         )
         if self.offline:
             self._run_offline(engine, run, items)
+        offline_texts = {o.id: o.text for o in run.offline}
+        for item in items:
+            transcript = run.transcripts.get(item.id)
+            if transcript is None:
+                continue
+            run.items.append(
+                score_item(
+                    item,
+                    config.task,
+                    transcript.text,
+                    transcript.duration_s,
+                    transcript,
+                    offline_texts.get(item.id),
+                )
+            )
         return run
 
     def _run_offline(self, engine: Engine, run: ConfigRun, items: list[EvalItem]) -> None:
@@ -192,6 +230,5 @@ class EvalRunner:
         duration_s = len(audio) / SAMPLE_RATE
         result = engine.transcribe_offline(audio, config.task, config.language_or_none)
         metrics = score_item(item, config.task, result.text, duration_s)
-        if metrics is not None:
-            run.offline.append(OfflineItem(item.id, result.text, metrics))
+        run.offline.append(OfflineItem(item.id, result.text, metrics))
         return duration_s
