@@ -19,14 +19,16 @@ class CaptionBoard:
     tentative: str = ""
     committed_words: int = 0
     tentative_words: int = 0
+    speaker: str | None = None  # the meeting participant's name, shown before the text
 
     def apply(self, update: CaptionUpdate) -> bool:
         """Fold in one update; True if the visible text changed."""
-        before = (self.committed, self.tentative)
+        before = (self.committed, self.tentative, self.speaker)
+        self.speaker = update.speaker or self.speaker
         if update.committed:
             added = "".join(w.text for w in update.committed)
             self.committed = (self.committed + added)[-KEEP_CHARS:]
             self.committed_words += len(update.committed)
         self.tentative = join_words(update.tentative)
         self.tentative_words = len(update.tentative)
-        return (self.committed, self.tentative) != before
+        return (self.committed, self.tentative, self.speaker) != before

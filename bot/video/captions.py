@@ -93,9 +93,10 @@ class CaptionRenderer:
         self.lines: list[str] = []  # the lines drawn now
         self.renders = 0
 
-    def set_text(self, committed: str, tentative: str) -> bool:
-        """Change the text; returns True if the drawn strip changed (and was re-rendered)."""
-        text = (committed.strip(), tentative.strip())
+    def set_text(self, committed: str, tentative: str, speaker: str | None = None) -> bool:
+        """Change the text (with the speaker's name before it, when known); returns True if the
+        drawn strip changed (and was re-rendered)."""
+        text = (committed.strip(), tentative.strip(), (speaker or "").strip())
         if text == self._text:
             return False
         self._text = text
@@ -116,7 +117,7 @@ class CaptionRenderer:
     # -- layout -----------------------------------------------------------------------------------
 
     def _render(
-        self, committed: str, tentative: str
+        self, committed: str, tentative: str, speaker: str = ""
     ) -> tuple[int, int, np.ndarray, np.ndarray] | None:
         tokens = [_Token(t, True) for t in committed.split()]
         tokens += [_Token(t, False) for t in tentative.split()]
@@ -127,7 +128,14 @@ class CaptionRenderer:
         font = load_font(style.font, style.font_size, needs_cjk_font(committed + tentative))
         pad = round(style.font_size * PADDING)
         max_text_w = max(int(self.width * style.max_width) - 2 * pad, style.font_size)
+        label = _Token(f"{speaker}:", True) if speaker else None
+        if label is not None:
+            # the name leads the first visible line: every line leaves room for it
+            reserved = font.getlength(label.text + " ")
+            max_text_w = max(int(max_text_w - reserved), style.font_size)
         lines = self._wrap(tokens, font, max_text_w)[-style.lines :]
+        if label is not None:
+            lines[0] = [label, *lines[0]]
         self.lines = [" ".join(t.text for t in line) for line in lines]
         line_h = round(style.font_size * LINE_SPACING)
         space = font.getlength(" ")

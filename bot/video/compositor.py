@@ -139,7 +139,7 @@ class Compositor:
         if changed:
             # One caption strip: the most recently changed stream speaks.
             board = list(changed.values())[-1]
-            self.renderer.set_text(board.committed, board.tentative)
+            self.renderer.set_text(board.committed, board.tentative, board.speaker)
         return list(changed.values())
 
     def report(self, sinks: list[VideoSink] | None = None) -> StageReport:

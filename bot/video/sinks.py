@@ -1,4 +1,5 @@
-"""Where captioned frames go: a virtual camera, a low-latency stream, an MP4 file, a preview.
+"""Where captioned frames go: a virtual camera, a low-latency stream, an MP4 file, a preview,
+the bot's camera in a meeting it joined (meeting.py).
 
 Sinks never block the compositor for long: ffmpeg-based sinks are fed by a writer thread
 through a two-frame queue, and a frame that does not fit is dropped (counted).
@@ -201,6 +202,10 @@ def create_sinks(config: SinksConfig, width: int, height: int, fps: float) -> li
             sinks.append(FfmpegSink(config.file, width, height, fps))
         if config.preview:
             sinks.append(FfmpegSink("preview", width, height, fps, preview=True))
+        if config.meeting:
+            from bot.video.meeting import MeetingVideoSink
+
+            sinks.append(MeetingVideoSink(config.meeting_port, min(config.meeting_fps, fps)))
     except Exception:
         for sink in sinks:
             sink.close()

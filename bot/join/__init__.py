@@ -1,0 +1,1 @@
+"""`captionbot join URL`: the bot joins a meeting in headless Chromium as a caption participant."""
