@@ -1,0 +1,105 @@
+"""`captionbot serve --ray`: a local Ray cluster on loopback, two ASR replicas, one killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, EngineConfig, RayServeConfig, ServeConfig
+from tests.conftest import english_wer
+from tests.test_serve import stream, transcribe_reference
+
+pytest.importorskip("ray.serve", reason="the cluster extra (pip install -e '.[cluster]')")
+
+FILES = ("fleurs_en_000", "fleurs_en_001", "fleurs_en_002")
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    # A scratch temp dir short enough for Ray's socket paths, no auth token in ~/.ray, no usage
+    # reporting: nothing leaves loopback and nothing outlives the test.
+    scratch = Path(tempfile.mkdtemp(prefix="cbray"))
+    (scratch / "ray").mkdir()
+    monkeypatch.setenv("RAY_TMPDIR", str(scratch))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    yield scratch
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+async def busy(pid: int, within_s: float) -> None:
+    """Return as soon as the process burns 20 ms of CPU within 30 ms of wall time."""
+    deadline = time.monotonic() + within_s
+    before = _cpu_ticks(pid)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.03)
+        now = _cpu_ticks(pid)
+        if now - before >= 2:
+            return
+        before = now
+
+
+def test_sessions_survive_an_asr_replica_killed_mid_stream(
+    ray_env, load_item, tiny_engine, tmp_path
+):
+    from bot.serve.ray_app import RayService
+
+    config = Config(
+        task="transcribe",
+        language="en",
+        engine=EngineConfig(model="tiny.en", name="ctranslate2", cpu_threads=1),
+        serve=ServeConfig(
+            port=0,
+            max_sessions=4,
+            out_dir=str(tmp_path / "serve-out"),
+            ray=RayServeConfig(replicas=2, replica_cpus=0.5, health_check_period_s=1.0),
+        ),
+    )
+    items = {item_id: load_item(item_id) for item_id in FILES}
+    service = RayService(config, num_cpus=4)
+    try:
+        pids = service.replica_pids()
+        assert len(pids) == 2
+        victim = sorted(pids)[0]
+
+        async def sessions_with_a_kill() -> list[dict]:
+            running = [
+                asyncio.ensure_future(stream(service.url, item_id, audio, speed=1.5))
+                for item_id, (audio, _) in items.items()
+            ]
+            await asyncio.sleep(2.0)
+            # Killed while it decodes (its CPU time jumps), so windows are surely in flight
+            # on it when it dies: a replica killed between two batches has nothing to resend.
+            await busy(victim, within_s=5.0)
+            os.kill(victim, signal.SIGKILL)
+            return await asyncio.gather(*running)
+
+        results = dict(zip(items, asyncio.run(sessions_with_a_kill())))
+        resends = service.resends()
+        deadline = time.monotonic() + 60
+        pids_after = service.replica_pids()
+        while len(pids_after) < 2 and time.monotonic() < deadline:
+            time.sleep(1.0)
+            pids_after = service.replica_pids()
+    finally:
+        service.stop()
+    assert resends >= 1  # windows of the killed replica's batch were decoded again
+    assert victim not in pids_after and len(pids_after) == 2  # Serve replaced the replica
+    for item_id, (audio, row) in items.items():
+        text = results[item_id]["text"]
+        assert results[item_id]["close"][0] == 1000
+        served = english_wer(row["text"], text)
+        alone = english_wer(row["text"], transcribe_reference(tiny_engine, audio))
+        assert served <= alone + 0.15, (item_id, served, alone, text)
