@@ -5,15 +5,17 @@ Every key is documented once, in config.example.yaml.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from faster_whisper.tokenizer import _LANGUAGE_CODES
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.asr.languages import LANGUAGE_CODES
 from bot.errors import ConfigError
-from bot.streaming.options import StreamingOptions
+from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 
 
 class _Section(BaseModel):
@@ -24,7 +26,7 @@ class EngineConfig(_Section):
     name: Literal["auto", "ctranslate2", "jax"] = "auto"
     model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compute_type: str = "int8"
+    compute_type: str = "auto"
     cpu_threads: int = Field(0, ge=0)
     beam_size: int = Field(1, ge=1, le=10)
     audio_context: Literal["trimmed", "full"] = "trimmed"
@@ -35,8 +37,8 @@ _DEFAULT = StreamingOptions()
 
 class StreamingConfig(_Section):
     min_step_s: float = Field(_DEFAULT.min_step_s, gt=0, le=10)
-    trim_after_s: float = Field(_DEFAULT.trim_after_s, gt=0, le=28)
-    max_buffer_s: float = Field(_DEFAULT.max_buffer_s, gt=2, le=28)
+    trim_after_s: float = Field(_DEFAULT.trim_after_s, gt=0, le=BUFFER_LIMIT_S)
+    max_buffer_s: float = Field(_DEFAULT.max_buffer_s, gt=2, le=BUFFER_LIMIT_S)
     pause_s: float = Field(_DEFAULT.pause_s, gt=0, le=10)
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)
@@ -51,7 +53,7 @@ class StreamingConfig(_Section):
 class AudioConfig(_Section):
     """Where the meeting audio comes from (the capture process)."""
 
-    source: Literal["loopback", "microphone", "file", "stdin", "sample"] = "loopback"
+    source: Literal["loopback", "microphone", "file", "stdin", "sample", "meeting"] = "loopback"
     device: str | int | None = None
     file: str | None = None
     stdin_format: Literal["s16le", "f32le"] = "s16le"
@@ -60,6 +62,8 @@ class AudioConfig(_Section):
     stream_id: str = Field("meeting", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     queue_s: float = Field(30.0, ge=1, le=600)
     reopen_backoff_s: float = Field(1.0, gt=0, le=60)
+    meeting_port: int = Field(0, ge=0, le=65535)
+    headless: bool = False
 
 
 class VideoConfig(_Section):
@@ -101,6 +105,30 @@ class SinksConfig(_Section):
     stream_url: str | None = None
     file: str | None = None
     preview: bool = False
+    meeting: bool = False
+    meeting_port: int = Field(0, ge=0, le=65535)
+    meeting_fps: float = Field(15.0, gt=0, le=30)
+
+
+class JoinConfig(_Section):
+    """`captionbot join`: the meeting the bot joins in a headless Chromium (bot/join)."""
+
+    url: str | None = None
+    name: str = Field("Captions", min_length=1, max_length=100)
+    platform: Literal["auto", "jitsi", "meet", "zoom", "teams", "generic"] = "auto"
+    profiles: str | None = None
+    name_field: str | None = None
+    join_button: str | None = None
+    in_meeting: str | None = None
+    leave_button: str | None = None
+    participant_tile: str | None = None
+    participant_name: str | None = None
+    per_participant: bool | None = None
+    join_timeout_s: float = Field(30.0, gt=0, le=600)
+    lobby_timeout_s: float = Field(600.0, gt=0, le=86400)
+    alone_timeout_s: float = Field(60.0, gt=0, le=86400)
+    browser: str = "/usr/bin/chromium"
+    browser_args: tuple[str, ...] = ()
 
 
 class OverlayConfig(_Section):
@@ -122,6 +150,47 @@ class OutputsConfig(_Section):
     cc_language: str = "en-US"
 
 
+class RayServeConfig(_Section):
+    """`captionbot serve --ray`: the ASR deployment on a Ray cluster (the `cluster` extra)."""
+
+    replicas: int = Field(1, ge=1, le=1024)
+    replica_cpus: float = Field(1.0, gt=0, le=256)
+    replica_gpus: float = Field(0.0, ge=0, le=64)
+    autoscale_max_replicas: int = Field(0, ge=0, le=1024)
+    target_ongoing_requests: float = Field(4.0, gt=0, le=1024)
+    batch_wait_s: float = Field(0.02, ge=0, le=1)
+    health_check_period_s: float = Field(2.0, gt=0, le=60)
+
+
+class ServeConfig(_Section):
+    """`captionbot serve`: one engine for many meeting sessions over WebSocket."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8780, ge=0, le=65535)
+    token: str | None = None
+    session_tokens: dict[str, str] | None = None
+    max_sessions: int = Field(4, ge=0, le=4096)
+    busy_round_s: float = Field(2.0, gt=0, le=60)
+    retry_after_s: float = Field(30.0, gt=0, le=3600)
+    session_queue_s: float = Field(10.0, ge=1, le=120)
+    max_frame_bytes: int = Field(64000, ge=1024, le=4_000_000)
+    slow_reader_messages: int = Field(256, ge=8, le=100_000)
+    hello_timeout_s: float = Field(10.0, gt=0, le=300)
+    drain_timeout_s: float = Field(10.0, ge=0, le=600)
+    out_dir: str | None = "serve-out"
+    files_dir: str | None = None
+    ray: RayServeConfig = RayServeConfig()
+
+
+class ServerConfig(_Section):
+    """`captionbot run --server URL`: caption with a `captionbot serve` instead of locally."""
+
+    url: str | None = None
+    token: str | None = None
+    session: str | None = None
+    reconnect_max_s: float = Field(10.0, gt=0, le=600)
+
+
 class Config(_Section):
     task: Literal["transcribe", "translate"] = "translate"
     language: str = "auto"
@@ -133,17 +202,60 @@ class Config(_Section):
     sinks: SinksConfig = SinksConfig()
     overlay: OverlayConfig = OverlayConfig()
     outputs: OutputsConfig = OutputsConfig()
+    join: JoinConfig = JoinConfig()
+    serve: ServeConfig = ServeConfig()
+    server: ServerConfig = ServerConfig()
 
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str) -> str:
-        if value != "auto" and value not in _LANGUAGE_CODES:
+        if value != "auto" and value not in LANGUAGE_CODES:
             raise ValueError(f"unknown language '{value}': use auto or a Whisper code like en, de")
         return value
 
     @property
     def language_or_none(self) -> str | None:
         return None if self.language == "auto" else self.language
+
+
+CONFIG_ENV = "CAPTIONBOT_CONFIG"
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    """The configuration file in use (None: the defaults) and how it was found."""
+
+    path: Path | None
+    found_by: str  # "--config", "$CAPTIONBOT_CONFIG", "the user config", "defaults"
+
+    def describe(self) -> str:
+        if self.path is None:
+            return f"no config file (none at {user_config_path()}): the defaults"
+        return f"{self.path} (from {self.found_by})"
+
+
+def user_config_path() -> Path:
+    """`$XDG_CONFIG_HOME/captionbot/config.yaml`, by default `~/.config/captionbot/config.yaml`."""
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    root = Path(xdg).expanduser() if xdg else Path.home() / ".config"
+    return root / "captionbot" / "config.yaml"
+
+
+def find_config(explicit: Path | None) -> ConfigLocation:
+    """`--config FILE`, else `$CAPTIONBOT_CONFIG`, else the user config if it exists."""
+    if explicit is not None:
+        return ConfigLocation(Path(explicit), "--config")
+    if named := os.environ.get(CONFIG_ENV, "").strip():
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"{CONFIG_ENV} names {path}, which is not a file: fix the path or unset it"
+            )
+        return ConfigLocation(path, f"${CONFIG_ENV}")
+    user = user_config_path()
+    if user.is_file():
+        return ConfigLocation(user, "the user config")
+    return ConfigLocation(None, "defaults")
 
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:

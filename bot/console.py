@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from tqdm import tqdm
-
-from bot.audio.decode import audio_duration
-from bot.config import Config
-from bot.errors import AudioInputError
 from bot.messages import CaptionUpdate, join_words
-from bot.transcribe import FileResult, unique_stems
 
 if TYPE_CHECKING:
-    from bot.pipeline import PipelineResult
+    from tqdm import tqdm
+
+    from bot.config import Config
+    from bot.runtime.supervisor import PipelineResult
+    from bot.transcribe import FileResult
 
 DIM, RESET = "\033[2m", "\033[0m"
 
@@ -31,6 +32,12 @@ class ProgressBoard:
     def start(self, paths: list[Path]) -> None:
         if not self._enabled:
             return
+        from tqdm import tqdm
+
+        from bot.audio.decode import audio_duration
+        from bot.errors import AudioInputError
+        from bot.transcribe import unique_stems
+
         for position, (path, stem) in enumerate(zip(paths, unique_stems(paths))):
             try:
                 total = round(audio_duration(path), 1)
@@ -61,6 +68,127 @@ class ProgressBoard:
     def close(self) -> None:
         for bar in self._bars.values():
             bar.close()
+
+
+class StartupStatus:
+    """What the bot is doing before captions flow, on stderr: a line per step, and for a step
+    that runs over a second a line that counts its seconds (redrawn in place on a terminal).
+
+    Shown on a terminal unless `-q`; elsewhere (pipes, logs, tests) only with `-v`, so a command
+    that fails prints its one error line alone. `forward` names loggers whose INFO lines
+    (assembling the model...) are shown under a step even when logging is quieter.
+    """
+
+    TICK_S = 0.5
+
+    def __init__(
+        self,
+        enabled: bool,
+        stream: TextIO | None = None,
+        forward: tuple[str, ...] = (),
+    ) -> None:
+        self._out = stream or sys.stderr
+        self.enabled = enabled
+        self._tty = self._out.isatty()
+        self._forward = forward
+        self._lock = threading.Lock()
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            with self._lock:
+                self._out.write(f"captionbot: {message}\n")
+                self._out.flush()
+
+    def begin(self, label: str) -> StartupStep:
+        """Start a step; call `done()` (or `failed()`) on what it returns."""
+        return StartupStep(self, label)
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
+
+
+class StartupStep:
+    """One step of `StartupStatus`: `with status.begin("loading the engine"):` or begin/done."""
+
+    def __init__(self, status: StartupStatus, label: str) -> None:
+        self._status = status
+        self._label = label
+        self._started = time.monotonic()
+        self._finished = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._restore: list[tuple[logging.Logger, logging.Handler, int, bool]] = []
+        if not status.enabled:
+            return
+        status._write(f"captionbot: {label}…" + ("" if status._tty else "\n"))
+        if status._tty:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+        for name in status._forward:
+            logger = logging.getLogger(name)
+            handler = _StepLogHandler(self)
+            self._restore.append((logger, handler, logger.level, logger.propagate))
+            logger.addHandler(handler)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+    def __enter__(self) -> StartupStep:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.done()
+        else:
+            self.failed()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def done(self) -> None:
+        self._finish(f"done in {self.elapsed():.1f} s")
+
+    def failed(self) -> None:
+        self._finish(f"stopped after {self.elapsed():.1f} s")
+
+    def line(self, message: str) -> None:
+        """A line printed under the step (what a forwarded logger said)."""
+        status = self._status
+        if status._tty:
+            status._write(f"\r\033[K  {message}\ncaptionbot: {self._label}…")
+        else:
+            status._write(f"  {message}\n")
+
+    def _finish(self, outcome: str) -> None:
+        if self._finished.is_set():
+            return
+        self._finished.set()
+        for logger, handler, level, propagate in self._restore:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+        if self._ticker is not None:
+            self._ticker.join()
+        if self._status.enabled:
+            start = "\r\033[K" if self._status._tty else ""
+            self._status._write(f"{start}captionbot: {self._label}… {outcome}\n")
+
+    def _tick(self) -> None:
+        shown = 0
+        while not self._finished.wait(StartupStatus.TICK_S):
+            seconds = int(self.elapsed())
+            if seconds > shown:
+                shown = seconds
+                self._status._write(f"\r\033[Kcaptionbot: {self._label}… {seconds} s")
+
+
+class _StepLogHandler(logging.Handler):
+    def __init__(self, step: StartupStep) -> None:
+        super().__init__(logging.INFO)
+        self._step = step
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._step.line(record.getMessage())
 
 
 class LiveCaptions:
@@ -117,7 +245,7 @@ def print_summary(results: list[FileResult], realtime: bool, out: TextIO | None 
                 _seconds(commit["p90"]),
                 _seconds(seen["p50"]),
                 f"{rtf:.2f}",
-                "ok" if result.ok else str(result.error),
+                str(result.error) if not result.ok else result.warning or "ok",
             )
         )
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -161,9 +289,8 @@ def print_bot_summary(result: PipelineResult, config: Config, out: TextIO | None
     for name, count in result.restarts.items():
         if count:
             health.append(f"{name} restarted {count}x")
-    capture = result.reports.get("capture")
-    if capture and capture.counters.get("dropped_chunks"):
-        health.append(f"{int(capture.counters['dropped_chunks'])} audio chunks dropped")
+    if result.dropped_audio_s:
+        health.append(f"{result.dropped_audio_s:.1f} s of audio dropped (ASR behind)")
     video = result.reports.get("compositor")
     if video and video.counters.get("dropped_frames"):
         health.append(f"{int(video.counters['dropped_frames'])} video frames dropped")

@@ -16,11 +16,14 @@ SAMPLE_RATE = 16_000
 
 @dataclass(frozen=True)
 class AudioChunk:
-    """Mono float32 samples at 16 kHz; `start` is the audio time of the first sample."""
+    """Mono float32 samples at 16 kHz; `start` is the audio time of the first sample.
+
+    `speaker` is the display name of the meeting participant the stream is (when known)."""
 
     stream_id: str
     samples: np.ndarray
     start: float
+    speaker: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class CaptionUpdate:
 
     `committed` holds only the words committed by this update (append-only); `tentative` is the
     whole tentative tail shown after all committed text. `final` marks the last update of a stream.
+    `speaker` is the display name of the participant speaking on the stream (when known).
     """
 
     stream_id: str
@@ -66,6 +70,7 @@ class CaptionUpdate:
     tentative: tuple[Word, ...]
     language: str | None = None
     final: bool = False
+    speaker: str | None = None
 
 
 def join_words(words: tuple[Word, ...] | list[Word] | tuple[CommittedWord, ...]) -> str:
@@ -106,3 +111,16 @@ class StageError:
 
     stage: str
     message: str
+
+
+@dataclass(frozen=True)
+class MeetingEvent:
+    """What the browser process of `captionbot join` saw in the meeting.
+
+    `kind`: "waiting" (in a lobby), "joined", "left" (the bot left: alone, meeting ended, asked
+    to stop; `message` says why) or "failed" (one line for the user; `exit_code` for the CLI).
+    """
+
+    kind: str
+    message: str = ""
+    exit_code: int = 0

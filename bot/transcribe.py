@@ -1,8 +1,9 @@
 """`captionbot transcribe`: stream recordings through the live captioning path, write transcripts.
 
 Each file goes through exactly what live audio goes through (streaming policy, VAD, batched
-worker); `realtime` paces it at speech speed with computation counted, `fast` feeds it as fast
-as the engine decodes. Up to `streams` files run at once through one worker.
+worker); `fast` (the default: someone transcribing a file wants it done) feeds it as fast as the
+engine decodes, `realtime` paces it at speech speed with computation counted, to measure live
+latency. Up to `streams` files run at once through one worker.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.asr.engine import Engine
-from bot.audio.decode import load_audio
+from bot.audio.decode import load_audio, wav_truncation
 from bot.config import Config
 from bot.errors import AudioInputError, ConfigError
-from bot.eval.latency import commit_latencies, first_seen_latencies, latency_over_time, summarize
 from bot.messages import SAMPLE_RATE, CaptionUpdate
+from bot.outputs.stats import commit_latencies, first_seen_latencies, latency_over_time, summarize
 from bot.outputs.transcript import Transcript, TranscriptRecorder
 from bot.outputs.writers import write_all
 from bot.streaming.feeding import Recording, run_fast, run_realtime
@@ -49,6 +50,8 @@ class FileResult:
     path: Path
     stem: str
     error: str | None = None
+    warning: str | None = None
+    """Captioned, but with a caveat the summary shows (a truncated file)."""
     transcript: Transcript | None = None
     outputs: dict[str, Path] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -91,7 +94,7 @@ class TranscriptionJob:
         engine: Engine,
         config: Config,
         out_dir: Path,
-        realtime: bool = True,
+        realtime: bool = False,
         streams: int = 1,
         on_update: Callable[[CaptionUpdate], None] | None = None,
         on_progress: Callable[[str, float], None] | None = None,
@@ -124,6 +127,10 @@ class TranscriptionJob:
                     result.error = str(error)
                     logger.error("%s", error)
                     continue
+                if (truncation := wav_truncation(result.path)) is not None:
+                    result.warning = (
+                        f"truncated: {truncation.present_s:.1f} of {truncation.declared_s:.1f} s"
+                    )
                 recorders[result.stem] = TranscriptRecorder(
                     stream_id=result.stem,
                     audio=str(result.path),

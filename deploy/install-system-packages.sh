@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages a captionbot profile needs (deploy/system-packages.txt), only those missing.
-#   deploy/install-system-packages.sh demo|run|test      install (as root, or through sudo)
-#   deploy/install-system-packages.sh --list PROFILE     print the package names of a profile
+#   deploy/install-system-packages.sh demo|run|test|portaudio|venv   install (as root, or via sudo)
+#   deploy/install-system-packages.sh --list PROFILE                  print a profile's packages
 # Without root or sudo it installs nothing and prints the one command to run, exit status 1.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -11,8 +11,11 @@ profile="${1:-test}"
 case "$profile" in
   demo) wanted="demo" ;;
   run) wanted="demo run" ;;
-  test) wanted="demo run test" ;;
-  *) echo "install-system-packages: unknown profile '$profile' (use demo, run or test)" >&2; exit 2 ;;
+  test) wanted="demo run portaudio test" ;;
+  portaudio) wanted="portaudio" ;;
+  venv) wanted="venv" ;;
+  *) echo "install-system-packages: unknown profile '$profile'" \
+          "(use demo, run, test, portaudio or venv)" >&2; exit 2 ;;
 esac
 
 packages=()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.audio.decode import audio_duration, load_audio
+from bot.audio.decode import audio_duration, load_audio, wav_truncation
 from bot.audio.samples import BUNDLED_SAMPLE_TEXT, bundled_sample
 from bot.errors import AudioInputError
 
@@ -96,6 +96,49 @@ def test_truncated_wav_decodes_what_is_present_and_warns(
 
     assert abs(len(audio) - len(load_audio(jfk_path)) // 2) <= SR // 100
     assert "cut_short.wav is truncated" in caplog.text
+    # the header's 11 s against the 5.5 s that are there
+    assert "declares 11.00 s of audio, the file holds 5.50 s" in caplog.text
+
+
+def test_truncation_is_read_from_the_header_and_the_file_size(
+    jfk_path: Path, tmp_path: Path
+) -> None:
+    data = jfk_path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 4])
+
+    truncation = wav_truncation(cut)
+
+    assert wav_truncation(jfk_path) is None
+    assert truncation is not None
+    assert truncation.declared_s == pytest.approx(11.0, abs=0.01)
+    assert truncation.present_s == pytest.approx(2.75, abs=0.01)
+
+
+def _wav_header(data_bytes: int, rate: int = SR) -> bytes:
+    """A 16-bit mono PCM WAV header that declares `data_bytes` of samples."""
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE" + b"fmt " + fmt
+        + b"data" + struct.pack("<I", data_bytes)
+    )  # fmt: skip
+
+
+def test_a_header_claiming_100_mb_over_200_bytes_is_an_error_not_an_empty_success(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "claims_a_lot.wav"
+    header = _wav_header(100_000_000)
+    path.write_bytes(header + np.full(200 - len(header), 7, np.uint8).tobytes())
+
+    with pytest.raises(AudioInputError) as error:
+        load_audio(path)
+
+    message = str(error.value)
+    assert path.stat().st_size == 200
+    assert "\n" not in message and "claims_a_lot.wav is truncated" in message
+    assert "declares 3125.00 s" in message and "holds 0.005 s" in message
+    assert "nothing to caption" in message
 
 
 def test_audio_duration_reads_the_header(jfk_path: Path, jfk_item: dict[str, object]) -> None:

@@ -155,7 +155,10 @@ def test_when_the_worker_falls_behind_the_oldest_audio_is_dropped_and_counted(
     source = FileSource(shared_data / row["audio"], 0.1, realtime=False)
     config = AudioConfig(source="file", file="x")
     chunks: queue.Queue = queue.Queue(maxsize=5)
-    capture = Capture(source, config, chunks, queue.Queue(), time.monotonic(), resync=False)
+    # An origin in the future puts the first chunk at 0 s however late the first read comes,
+    # so chunk starts count samples only.
+    later = time.monotonic() + 60.0
+    capture = Capture(source, config, chunks, queue.Queue(), later, resync=False)
     capture.run(threading.Event())
     kept = list(chunks.queue)
     assert len(kept) == 5 and isinstance(kept[-1], EndOfStream)

@@ -1,11 +1,12 @@
-"""The capture process: one audio source → timestamped chunks on a bounded queue.
+"""The capture process: one audio source → timestamped chunks on a queue.
 
 Audio time is seconds since the bot's origin (the supervisor's monotonic clock at capture
 start), counted in samples so it never jitters. If the source delivers less than real time
 (an overrun upstream) or is lost and reopened, the clock jumps to the wall clock again so
-captions stay aligned with what people heard. When the queue is full because the ASR worker fell
-behind, the oldest audio is dropped (counted, with a warning): latency stays bounded and memory
-flat.
+captions stay aligned with what people heard. Given a bounded queue that is full, `Capture`
+drops the oldest audio (counted, with a warning). The bot gives it an unbounded one: the
+supervisor empties it every poll, and its audio relay (bot/runtime/audio_relay.py) is the one
+place where the bot drops audio.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ class Capture:
         self.origin = origin
         self.resync = resync
         self.counters = CaptureCounters()
-        self._next_start: float | None = None
+        # Per stream: the audio time its next chunk starts at (several for a meeting source).
+        self._next_start: dict[str, float] = {}
 
     def run(self, stop: Event) -> None:
         """Open the source (a user error goes to `events` as StageError) and capture."""
@@ -98,7 +100,11 @@ class Capture:
                     self._put(EndOfStream(self.config.stream_id))
                     break
                 backoff = self.config.reopen_backoff_s
-                self._emit(samples)
+                if isinstance(samples, list):
+                    for part in samples:
+                        self._emit(part.samples, part.stream_id, part.speaker)
+                else:
+                    self._emit(samples, self.config.stream_id)
                 if time.monotonic() >= next_report:
                     self.events.put(self.counters.report())
                     next_report = time.monotonic() + REPORT_EVERY_S
@@ -117,24 +123,24 @@ class Capture:
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
             logger.info("capturing %s again", self.source.name)
-            self._next_start = None  # back on the wall clock
+            self._next_start.clear()  # back on the wall clock
             return True
         return False
 
-    def _emit(self, samples: np.ndarray) -> None:
+    def _emit(self, samples: np.ndarray, stream_id: str, speaker: str | None = None) -> None:
         if not samples.size:
             return
         duration = len(samples) / SAMPLE_RATE
         wall_start = time.monotonic() - self.origin - duration
-        start = self._next_start
+        start = self._next_start.get(stream_id)
         if start is None:
             start = max(wall_start, 0.0)
         elif self.resync and wall_start - start > RESYNC_AFTER_S:
             self.counters.overruns += 1
             logger.warning("audio lost upstream: %.1f s missing", wall_start - start)
             start = wall_start
-        self._next_start = start + duration
-        self._put(AudioChunk(self.config.stream_id, samples, start))
+        self._next_start[stream_id] = start + duration
+        self._put(AudioChunk(stream_id, samples, start, speaker))
         self.counters.chunks += 1
         self.counters.seconds += duration
 

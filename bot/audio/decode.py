@@ -1,14 +1,16 @@
 """Decode an audio file (anything FFmpeg reads) to mono float32 at 16 kHz.
 
 Every failure becomes an `AudioInputError` with one line naming the file and what to do.
-A WAV file cut short (its header declares more audio than the file holds) is accepted with a
-warning: the part that is present is decoded.
+A WAV file cut short (its header declares more audio than the file holds: a recording that
+stopped mid-write) is accepted with a warning naming both durations, and the part that is
+present is decoded; when almost nothing is present it is an error.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -21,6 +23,20 @@ logger = logging.getLogger(__name__)
 
 CONVERT_HINT = "convert it with e.g. ffmpeg -i INPUT -ac 1 -ar 16000 out.wav"
 _UNKNOWN_WAV_SIZES = (0, 0xFFFFFFFF)  # written by streaming encoders that cannot seek back
+# Less audio than one capture chunk cannot hold a word: a truncated file with less is a failure.
+MIN_TRUNCATED_S = 0.1
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A WAV file whose header promises more audio than the file holds (seconds)."""
+
+    declared_s: float
+    present_s: float
+
+    def describe(self) -> str:
+        present = f"{self.present_s:.2f}" if self.present_s >= 0.1 else f"{self.present_s:.3f}"
+        return f"its header declares {self.declared_s:.2f} s of audio, the file holds {present} s"
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -33,19 +49,16 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         audio = decode_audio(str(file), sampling_rate=sample_rate)
     except (av.FFmpegError, OSError) as exc:
         raise _decode_error(file, exc) from exc
+    truncation = wav_truncation(file)
+    if truncation is not None and audio.size < MIN_TRUNCATED_S * sample_rate:
+        raise AudioInputError(
+            f"{file} is truncated: {truncation.describe()}, nothing to caption; "
+            "record or export it again"
+        )
     if audio.size == 0:
         raise AudioInputError(f"{file} contains no audio samples; pass a recording with sound")
-    truncation = _wav_truncation(file)
     if truncation is not None:
-        declared_s, present_s = truncation
-        logger.warning(
-            "%s is truncated: its header declares %.2f s of audio but the file holds %.2f s; "
-            "using the %.2f s that decode",
-            file,
-            declared_s,
-            present_s,
-            audio.size / sample_rate,
-        )
+        logger.warning("%s is truncated: %s; captioning what is there", file, truncation.describe())
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
@@ -118,8 +131,10 @@ def _starts_with(file: Path, magic: bytes) -> bool:
         return False
 
 
-def _wav_truncation(file: Path) -> tuple[float, float] | None:
-    """(declared, present) seconds when a RIFF/WAVE header promises more data than the file has."""
+def wav_truncation(path: str | Path) -> Truncation | None:
+    """The declared and present durations when a RIFF/WAVE header promises more data than the
+    file has; None for a whole WAV file, a streamed one (unknown size) or any other format."""
+    file = Path(path).expanduser()
     try:
         with file.open("rb") as handle:
             riff = handle.read(12)
@@ -138,7 +153,7 @@ def _wav_truncation(file: Path) -> tuple[float, float] | None:
                     present = file.stat().st_size - handle.tell()
                     if chunk_size in _UNKNOWN_WAV_SIZES or chunk_size <= present or not byte_rate:
                         return None
-                    return chunk_size / byte_rate, present / byte_rate
+                    return Truncation(chunk_size / byte_rate, present / byte_rate)
                 else:
                     handle.seek(chunk_size + (chunk_size & 1), 1)
     except OSError:

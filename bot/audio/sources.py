@@ -6,11 +6,14 @@
   native rate and channel count, downmixed and resampled here.
 - `FileSource`: an audio/video file (or the bundled sample) played at real-time speed.
 - `StdinSource`: raw PCM on standard input (s16le or f32le, mono, any rate).
+- `MeetingAudioSource` (meeting.py): the remote audio of a meeting page joined by
+  `captionbot join`, one stream per participant (`StreamSamples`) or mixed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import select
@@ -18,7 +21,9 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO, Protocol
 
 import numpy as np
@@ -31,12 +36,26 @@ from bot.messages import SAMPLE_RATE
 logger = logging.getLogger(__name__)
 
 DEVICES_HINT = "run `captionbot devices` to list them"
+PORTAUDIO_INSTALL = (
+    "pip install 'captionbot[portaudio]' (it compiles PyAudio: "
+    "sudo apt-get install gcc libc6-dev portaudio19-dev first)"
+)
+PULSE_INSTALL = "sudo apt-get install pulseaudio-utils"
 # How often a sound-server source is checked to still exist (seconds).
 PRESENCE_CHECK_S = 1.0
 
 
 class DeviceLost(Exception):
     """The device stopped delivering audio (unplugged, server restarted): reopen it."""
+
+
+@dataclass(frozen=True)
+class StreamSamples:
+    """Audio of one of several streams a source delivers together (a meeting's participants)."""
+
+    stream_id: str
+    samples: np.ndarray
+    speaker: str | None = None
 
 
 class AudioSource(Protocol):
@@ -46,8 +65,9 @@ class AudioSource(Protocol):
         """Start delivering audio; raise DeviceError if the device cannot be opened."""
         ...
 
-    def read(self) -> np.ndarray | None:
+    def read(self) -> np.ndarray | list[StreamSamples] | None:
         """The next chunk (blocking about chunk_s); None when the source ended for good.
+        A source of several streams returns a list, one entry per stream that has audio.
         Raise DeviceLost when the device went away (the capture reopens it)."""
         ...
 
@@ -255,8 +275,7 @@ class PyAudioSource:
         self._resampler: Resampler | None = None
 
     def open(self) -> None:
-        import pyaudio
-
+        pyaudio = _import_pyaudio(self.name)
         with quiet_stderr():
             self._audio = pyaudio.PyAudio()
         try:
@@ -286,8 +305,7 @@ class PyAudioSource:
 
     def _describe(self) -> dict:
         """PortAudio's description of the device (DeviceError if there is none such)."""
-        import pyaudio
-
+        pyaudio = _import_pyaudio(self.name)
         with quiet_stderr():
             audio = pyaudio.PyAudio()
         try:
@@ -348,6 +366,10 @@ def create_audio_source(config: AudioConfig) -> AudioSource:
         return FileSource(path, config.chunk_s)
     if config.source == "stdin":
         return StdinSource(config.stdin_format, config.stdin_rate, config.chunk_s)
+    if config.source == "meeting":
+        from bot.audio.meeting import MeetingAudioSource
+
+        return MeetingAudioSource(config.meeting_port, config.chunk_s, config.stream_id)
     monitor = config.source == "loopback"
     if isinstance(config.device, int) or str(config.device).isdigit():
         return PyAudioSource(int(str(config.device)), config.chunk_s)
@@ -360,10 +382,39 @@ def create_audio_source(config: AudioConfig) -> AudioSource:
         return PulseSource(config.device, config.chunk_s, monitor)
     if monitor and config.device is None:
         raise DeviceError(
-            "loopback capture needs PulseAudio or PipeWire (pactl and parec): install "
-            "pulseaudio-utils, or name an ALSA loopback input with --device"
+            f"loopback capture needs PulseAudio or PipeWire: {_pulse_problem()}, "
+            "or name an ALSA loopback input with --device"
+        )
+    if not pyaudio_available():
+        raise DeviceError(
+            f"no way to capture audio: {_pulse_problem()}, or for PortAudio (ALSA) inputs "
+            f"{PORTAUDIO_INSTALL}"
         )
     return PyAudioSource(config.device, config.chunk_s)
+
+
+def pyaudio_available() -> bool:
+    """PyAudio (the optional `portaudio` extra) is installed."""
+    return importlib.util.find_spec("pyaudio") is not None
+
+
+def _import_pyaudio(device: str) -> ModuleType:
+    """The pyaudio module, or a DeviceError saying how to install it."""
+    try:
+        import pyaudio
+    except ImportError:
+        raise DeviceError(
+            f"{device} is a PortAudio device, which needs PyAudio: {PORTAUDIO_INSTALL}; "
+            "sound-server sources (names from `captionbot devices`) work without it"
+        ) from None
+    return pyaudio
+
+
+def _pulse_problem() -> str:
+    """Why the sound-server path is unavailable, and what to do about it."""
+    if shutil.which("parec") is None or shutil.which("pactl") is None:
+        return f"parec and pactl are not installed ({PULSE_INSTALL})"
+    return "no PulseAudio/PipeWire server answers (start one, or use --headless)"
 
 
 def _is_portaudio_input(name: str | None) -> bool:

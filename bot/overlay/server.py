@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.resources
 import ipaddress
 import json
 import logging
@@ -30,7 +31,6 @@ from bot.messages import CaptionUpdate, join_words
 
 logger = logging.getLogger(__name__)
 
-OVERLAYS_DIR = Path(__file__).resolve().parents[2] / "overlays"
 PAGE_SUFFIXES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript"}
 STREAM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 CLIENT_QUEUE = 256
@@ -59,6 +59,17 @@ class _StreamState:
         }
 
 
+def installed_pages() -> Path:
+    """The pages shipped as the package `bot.overlay.pages` (overlays/ in the source tree)."""
+    try:
+        return Path(str(importlib.resources.files("bot.overlay.pages")))
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "the overlay pages (package bot.overlay.pages) are not installed: reinstall "
+            "captionbot (pip install ., or pip install -e . in a checkout)"
+        ) from None
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -84,7 +95,7 @@ class OverlayServer:
             )
         self.config = config
         self.default_stream = default_stream
-        folder = Path(overlays_dir or OVERLAYS_DIR)
+        folder = Path(overlays_dir or installed_pages())
         self._pages = {
             p.name: p for p in folder.glob("*") if p.is_file() and p.suffix in PAGE_SUFFIXES
         }
