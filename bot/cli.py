@@ -8,6 +8,11 @@ returning its parser and `run(args, load_config) -> int` (or `run(args)`), liste
 with the model options and `overrides` applied. Every subcommand gets
 `-v`/`-q` (they work before and after its name), and its `--config` is found (flag,
 `$CAPTIONBOT_CONFIG`, the user config) before its handler runs.
+
+Why one ~900-line module: most of it is the argument grammar and help text (descriptions,
+examples and a default on every option), kept together so the conventions stay uniform across
+commands; each handler is a short function over the packages that do the work. Split the
+handlers of `run`/`demo` into a module of their own before adding another bot mode here.
 """
 
 from __future__ import annotations

@@ -34,6 +34,10 @@ What a viewer reads, beyond normalized WER (the streaming artefacts, each define
 - `repeated_ngram_loops`: an n-gram said once but shown two or more times back to back;
 - `tentative_repeats`: tentative tails that start by repeating the last committed words;
 - `mid_sentence_breaks`: a sentence end followed by a lowercase word.
+
+Why one ~700-line module: every metric is a small pure function with its definition in its
+docstring, and they share the normalizers and tokenizers; `ItemMetrics` gathers them per item.
+The next family of metrics should get a module of its own.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ back. A bad frame closes that connection alone, with the reason; the service kee
 Security: binds 127.0.0.1 unless told otherwise; any other address requires `serve.token`,
 which every hello (or an `Authorization: Bearer` header) and every API request must carry.
 `serve.session_tokens` gives sessions their own token on top.
+
+Why one ~600-line module: the connection handler, the HTTP API and the drain share one
+event loop and the session table; the wire format (protocol.py), the batching hub (hub.py)
+and the metrics text (metrics.py) are already apart.
 """
 
 from __future__ import annotations
