@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot.asr.languages import LANGUAGE_CODES
 from bot.errors import ConfigError
+from bot.languages import LANGUAGE_CODES
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 
 

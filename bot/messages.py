@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SAMPLE_RATE = 16_000
+# The audio one Whisper window holds (seconds).
+WHISPER_WINDOW_S = 30.0
 
 
 @dataclass(frozen=True)

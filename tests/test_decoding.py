@@ -18,11 +18,12 @@ from bot.asr.decoding import (
     settle_words,
 )
 from bot.asr.engine import Window
-from bot.asr.languages import LANGUAGE_CODES, LanguageSupport
+from bot.asr.languages import LanguageSupport
 from bot.asr.models import resolve_model
 from bot.asr.tokens import Tokenizers
 from bot.asr.words import WordTiming, merge_punctuation, window_words, word_timings
 from bot.errors import ConfigError
+from bot.languages import LANGUAGE_CODES
 from bot.messages import Word
 from bot.text import ends_sentence
 

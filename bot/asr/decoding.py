@@ -17,11 +17,11 @@ from typing import Literal, Protocol, TypeVar
 
 from bot.asr.engine import Hypothesis
 from bot.errors import ConfigError
-from bot.messages import Word
+from bot.messages import WHISPER_WINDOW_S, Word
 
 logger = logging.getLogger(__name__)
 
-MAX_WINDOW_S = 30.0
+MAX_WINDOW_S = WHISPER_WINDOW_S
 # Prompt slots for previous text, both engines (the jax decoder compiles its prefill at this
 # width plus the start sequence); Whisper itself would take up to 223.
 MAX_PROMPT_TOKENS = 64

@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from bot.config import OverlayConfig
 from bot.errors import ConfigError, OutputError
 from bot.messages import CaptionUpdate, join_words
+from bot.web import start_site
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +216,7 @@ class OverlayServer:
         app.router.add_get("/api/streams", self._streams)
         app.router.add_get("/api/transcript", self._transcript)
         app.router.add_get("/{page}", self._page)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(app, self.config.host, self.config.port)
 
     async def _close(self) -> None:
         for clients in self._clients.values():

@@ -54,6 +54,7 @@ from bot.serve.protocol import (
     parse_hello,
     update_message,
 )
+from bot.web import start_site
 
 logger = logging.getLogger(__name__)
 
@@ -163,13 +164,7 @@ class ServeServer:
         app.router.add_get("/api/sessions", self._list_sessions)
         app.router.add_post("/api/sessions", self._start_file_session)
         app.router.add_delete("/api/sessions/{name}", self._stop_session)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self._runner, self.port = await start_site(app, self.config.host, self.config.port)
         logger.info("captionbot serve listening at %s", self.url)
         self._watchdog = asyncio.ensure_future(self._watch_engine())
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.asr.decoding import MAX_WINDOW_S
+from bot.messages import WHISPER_WINDOW_S
 from bot.text import PROMPT_CHARS
 
 # The most audio a stream's buffer ever holds: Whisper's window, less room for the silent tail
 # that tells the decoder where speech stops. Audio beyond it is dropped (counted in the stats).
-BUFFER_LIMIT_S = MAX_WINDOW_S - 2.0
+BUFFER_LIMIT_S = WHISPER_WINDOW_S - 2.0
 
 
 @dataclass(frozen=True)

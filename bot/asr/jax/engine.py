@@ -46,12 +46,13 @@ from bot.asr.jax.device import (
 )
 from bot.asr.jax.timing import TOKENS_PER_SECOND, token_frames
 from bot.asr.jax.weights import alignment_heads, load_weights
-from bot.asr.languages import LANGUAGE_CODES, LanguageSupport
+from bot.asr.languages import LanguageSupport
 from bot.asr.models import MULTILINGUAL_MIN_VOCAB
 from bot.asr.offline import transcribe_in_windows
 from bot.asr.tokens import Tokenizers
 from bot.asr.words import window_words, word_timings
 from bot.errors import ConfigError, ModelNotAvailableError
+from bot.languages import LANGUAGE_CODES
 from bot.messages import SAMPLE_RATE, Word
 
 logger = logging.getLogger(__name__)

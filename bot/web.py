@@ -1,0 +1,15 @@
+"""Starting an aiohttp application on a host and port, shared by the overlay and serve servers."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on host:port (0 picks a free port); returns the runner and the bound port."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # noqa: SLF001 - the bound port
+    return runner, sockets[0].getsockname()[1] if sockets else port
