@@ -108,9 +108,7 @@ def reachable(graph: dict[str, dict[str, set[str]]], start: str) -> set[str]:
 
 
 def _explain(graph: dict[str, dict[str, set[str]]], cycle: list[str]) -> str:
-    steps = [
-        f"{a} → {b} (in {', '.join(sorted(graph[a][b]))})" for a, b in zip(cycle, cycle[1:])
-    ]
+    steps = [f"{a} → {b} (in {', '.join(sorted(graph[a][b]))})" for a, b in zip(cycle, cycle[1:])]
     return "import cycle between packages:\n  " + "\n  ".join(steps)
 
 

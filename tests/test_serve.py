@@ -269,6 +269,7 @@ SECOND = np.zeros(SAMPLE_RATE // 10, dtype=np.float32)
             "must be finite",
         ),
         (hello_message("bad", language="de"), [], 1008, "not a language of this model (en)"),
+        (HELLO.replace('"start_s"', '"backlog_s": -1, "start_s"'), [], 1008, "backlog_s must be"),
     ],
 )
 def test_bad_messages_close_that_session_with_a_reason(service, first, then, code, reason):
@@ -335,10 +336,12 @@ def test_run_server_reconnects_with_backoff_and_resumes_after_a_restart(
         for n, offset in enumerate(range(0, len(audio), step)):
             chunks.put(AudioChunk("meeting", audio[offset : offset + step], offset / SAMPLE_RATE))
             time.sleep(0.05)  # twice real time
-            if n == 60:  # 6 s in: the service restarts and is away for 2 s
+            if n == 60:
+                # 6 s in, the service restarts and is away for 6 s: the client then holds
+                # over 12 s of audio, three times the new one's real-time queue.
                 first.close(drain=True)
-                time.sleep(2.0)
-                second = service(port=port)
+                time.sleep(6.0)
+                second = service(port=port, session_queue_s=4.0)
         chunks.put(EndOfStream("meeting"))
         worker.join(90)
     finally:
@@ -349,7 +352,10 @@ def test_run_server_reconnects_with_backoff_and_resumes_after_a_restart(
     while not updates.empty():
         received.append(updates.get())
     assert received[-1].final, [events.get() for _ in range(events.qsize())]
-    assert remote.report().counters["reconnects"] >= 1
+    counters = remote.report().counters
+    assert counters["reconnects"] >= 1
+    # What the client held while the service was away reaches the new one whole.
+    assert counters["dropped_chunks"] == 0 and counters["service_dropped_s"] == 0, counters
     words = [w for u in received for w in u.committed]
     assert all(b.start >= a.start for a, b in zip(words, words[1:]))  # nothing repeated
     assert english_wer(reference, join_words(words)) < 0.2, join_words(words)

@@ -351,8 +351,6 @@ def tentative_repeats(updates: Sequence[CaptionState], max_words: int = 20) -> T
     return TentativeRepeats(tentative_states=tentative, repeating=repeating)
 
 
-
-
 def mid_sentence_breaks(text: str) -> int:
     """Sentence ends followed by a lower-case word: "the cat. sat on the mat" counts one.
 

@@ -344,9 +344,7 @@ class Supervisor:
             time.sleep(timeout)
             return
         compositor = self.compositor
-        captions = (
-            compositor.args.captions if compositor is not None and compositor.args else None
-        )
+        captions = compositor.args.captions if compositor is not None and compositor.args else None
         self.router.drain(updates, captions, timeout)
 
     def _take_events(self) -> None:

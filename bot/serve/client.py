@@ -78,7 +78,13 @@ class _Stream:
     end_sent: bool = False
     finished: bool = False
     dropped_chunks: int = 0
+    connections: int = 0
     reconnects: int = 0
+    """Connections after the first: the session resumed on the service."""
+
+    @property
+    def backlog_s(self) -> float:
+        return sum(len(c.samples) for c in self.pending) / SAMPLE_RATE
 
     @property
     def committed_end(self) -> float:
@@ -111,6 +117,7 @@ class RemoteAsr:
         self.connected_once = False
         self.updates_received = 0
         self.audio_sent_s = 0.0
+        self.service_dropped_s = 0.0
 
     # -- the stage's entry ------------------------------------------------------------------------
 
@@ -176,6 +183,7 @@ class RemoteAsr:
                 "audio_s": round(self.audio_sent_s, 3),
                 "reconnects": float(sum(s.reconnects for s in self._streams.values())),
                 "dropped_chunks": float(sum(s.dropped_chunks for s in self._streams.values())),
+                "service_dropped_s": self.service_dropped_s,
             },
         )
 
@@ -247,7 +255,6 @@ class RemoteAsr:
                 backoff = min(backoff * 2, self.config.server.reconnect_max_s)
             if stream.finished or (stop.is_set() and not stream.pending):
                 return
-            stream.reconnects += 1
             await asyncio.sleep(wait)
 
     async def _connect_once(
@@ -269,6 +276,7 @@ class RemoteAsr:
                     token=server.token,
                     start_s=start_s,
                     history=stream.history[-MAX_HISTORY_WORDS:],
+                    backlog_s=stream.backlog_s if stream.connections else 0.0,
                 )
             )
             first = await ws.receive(timeout=CONNECT_TIMEOUT_S)
@@ -284,8 +292,10 @@ class RemoteAsr:
                 raise ServiceRefused(
                     f"captionbot serve at {self.url} refused the session: {message}"
                 )
-            if stream.reconnects:
+            if stream.connections:
+                stream.reconnects += 1
                 logger.info("session %s resumed at %.1f s", stream.session, start_s)
+            stream.connections += 1
             self.connected_once = True
             sender = asyncio.ensure_future(self._send(ws, stream, stop))
             try:
@@ -342,6 +352,7 @@ class RemoteAsr:
                     stream.finished = True
                     return
             elif kind == "dropped":
+                self.service_dropped_s = float(data.get("total_s", 0.0) or 0.0)
                 logger.warning("service: %s", data.get("message"))
             elif kind == "error":
                 logger.warning("service closed the session: %s", data.get("message"))

@@ -83,6 +83,8 @@ class _Session:
     ended: bool = False
     opened: bool = False
     origin: float | None = None
+    backlog_s: float = 0.0
+    allowance: int = 0
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
     words: int = 0
     finished: threading.Event = field(default_factory=threading.Event)
@@ -169,6 +171,7 @@ class SessionHub:
         start_s: float = 0.0,
         history: Sequence[CommittedWord] = (),
         on_drop: DropCallback | None = None,
+        backlog_s: float = 0.0,
     ) -> None:
         """Admit a session, or raise ServiceBusy (full, overloaded or draining) or ValueError
         (a session of that name is live)."""
@@ -188,19 +191,23 @@ class SessionHub:
                     f"busy: engine rounds take {self._round_s:.1f} s, sessions would lag",
                     self.limits.retry_after_s,
                 )
-            self._sessions[name] = _Session(
-                name, task, language, start_s, tuple(history), on_update, on_drop
-            )
+            session = _Session(name, task, language, start_s, tuple(history), on_update, on_drop)
+            # A resuming client sends what it buffered while away at once: that is not the
+            # engine falling behind, so it may queue on top of the real-time limit.
+            session.backlog_s = backlog_s
+            session.allowance = int(backlog_s * SAMPLE_RATE)
+            self._sessions[name] = session
 
     def push(self, name: str, samples: np.ndarray) -> None:
         """Audio of a session; beyond its queue, its oldest waiting samples are dropped."""
-        limit = int(self.limits.queue_s * SAMPLE_RATE)
         with self._lock:
             session = self._sessions.get(name)
             if session is None or session.ended:
                 return
+            limit = int(self.limits.queue_s * SAMPLE_RATE) + session.allowance
             if session.origin is None:
-                session.origin = time.monotonic() - session.start_s
+                # The first sample was captured backlog_s ago: latency counts from capture.
+                session.origin = time.monotonic() - session.start_s - session.backlog_s
             session.chunks.append(samples)
             session.queued += len(samples)
             session.received += len(samples)
@@ -300,6 +307,7 @@ class SessionHub:
             for session in self._sessions.values():
                 chunks = list(session.chunks)
                 session.chunks.clear()
+                session.allowance = max(session.allowance - session.queued, 0)
                 session.queued = 0
                 gap, session.gap = session.gap, 0
                 work.append((session, chunks, gap, session.ended))

@@ -4,7 +4,9 @@ Client → service:
 1. a JSON hello (text): `{"type": "hello", "session": "room-1", "task": "translate",
    "language": "en", "token": "...", "format": "s16le", "sample_rate": 16000}`; a resuming
    client adds `"start_s"` (the audio time of its first frame) and `"history"` (its last
-   committed words as `[text, start, end]`), so the new session neither repeats nor loses words;
+   committed words as `[text, start, end]`), so the new session neither repeats nor loses words,
+   and `"backlog_s"` (the audio it held while away, sent at once: the session queues it on top
+   of its real-time limit instead of dropping it);
 2. binary frames: an 8-byte little-endian sequence number (0, 1, 2, ... per connection) then
    mono 16 kHz samples, s16le (default) or f32le (`"format": "f32le"`);
 3. `{"type": "end"}` (text) when the audio is over: the service finalizes and closes.
@@ -34,6 +36,9 @@ SAMPLE_BYTES = {"s16le": 2, "f32le": 4}
 SESSION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_HELLO_BYTES = 64 * 1024
 MAX_HISTORY_WORDS = 200
+# A resuming client may send this much buffered audio at once (bot/serve/client.py REPLAY_S +
+# its local queue); the session's queue holds it on top of its real-time limit.
+MAX_BACKLOG_S = 120.0
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -63,6 +68,8 @@ class Hello:
     format: str = "s16le"
     start_s: float = 0.0
     history: tuple[CommittedWord, ...] = ()
+    backlog_s: float = 0.0
+    """Audio the client holds from before it connected (a resume) and sends at once."""
 
 
 def parse_hello(text: str, known_languages: frozenset[str] | None = None) -> Hello:
@@ -107,6 +114,9 @@ def parse_hello(text: str, known_languages: frozenset[str] | None = None) -> Hel
     start_s = data.get("start_s", 0.0)
     if not isinstance(start_s, int | float) or not math.isfinite(start_s) or start_s < 0:
         raise ProtocolError(CLOSE_POLICY, "hello.start_s must be a number >= 0")
+    backlog_s = data.get("backlog_s", 0.0)
+    if not isinstance(backlog_s, int | float) or not 0 <= backlog_s <= MAX_BACKLOG_S:
+        raise ProtocolError(CLOSE_POLICY, f"hello.backlog_s must be 0-{MAX_BACKLOG_S:g} s")
     return Hello(
         session=session,
         task=task,
@@ -116,6 +126,7 @@ def parse_hello(text: str, known_languages: frozenset[str] | None = None) -> Hel
         format=fmt,
         start_s=float(start_s),
         history=_parse_history(data.get("history", [])),
+        backlog_s=float(backlog_s),
     )
 
 
@@ -146,6 +157,7 @@ def hello_message(
     session_token: str | None = None,
     start_s: float = 0.0,
     history: tuple[CommittedWord, ...] | list[CommittedWord] = (),
+    backlog_s: float = 0.0,
 ) -> str:
     data: dict[str, Any] = {
         "type": "hello",
@@ -157,6 +169,8 @@ def hello_message(
         "start_s": round(start_s, 4),
         "history": [[w.text, w.start, w.end] for w in list(history)[-MAX_HISTORY_WORDS:]],
     }
+    if backlog_s > 0:
+        data["backlog_s"] = round(min(backlog_s, MAX_BACKLOG_S), 3)
     if token:
         data["token"] = token
     if session_token:

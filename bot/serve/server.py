@@ -346,6 +346,7 @@ class ServeServer:
                 start_s=hello.start_s,
                 history=hello.history,
                 on_drop=connection.on_drop,
+                backlog_s=hello.backlog_s,
             )
         except ServiceBusy as busy:
             retry = round(busy.retry_after_s)
