@@ -342,9 +342,9 @@ def _add_bot_options(parser: argparse.ArgumentParser, defaults: Config, audio: b
         group = parser.add_argument_group("audio")
         group.add_argument(
             "--source",
-            choices=["sample", "file", "loopback", "microphone", "stdin"],
+            choices=["sample", "file", "loopback", "microphone", "stdin", "meeting"],
             help=f"where the audio comes from (default: {defaults.audio.source}, what this "
-            "machine plays; audio.source)",
+            "machine plays; meeting: the page of join.url, as captionbot join; audio.source)",
         )
         group.add_argument(
             "--device",

@@ -179,6 +179,7 @@ class ServeConfig(_Section):
     drain_timeout_s: float = Field(10.0, ge=0, le=600)
     out_dir: str | None = "serve-out"
     files_dir: str | None = None
+    max_meeting_bots: int = Field(2, ge=0, le=256)
     ray: RayServeConfig = RayServeConfig()
 
 

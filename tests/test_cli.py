@@ -913,6 +913,14 @@ def test_a_wrong_device_fails_before_the_model_is_looked_at(tmp_path) -> None:
     assert "'no_such_device.monitor' not found" in line and "captionbot devices" in line
 
 
+def test_run_from_a_meeting_without_its_url_says_how_to_name_one(tmp_path) -> None:
+    run = run_command("run", "--source", "meeting", "--out", tmp_path)
+
+    assert run.code == 2
+    (line,) = run.stderr_lines
+    assert "no meeting URL" in line and "join.url" in line
+
+
 @pytest.fixture
 def busy_port():
     with socket.socket() as holder:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -351,6 +352,7 @@ def test_bot_captions_each_speaker_under_their_name_as_its_camera_and_leaves_whe
     files = bot.transcripts()
     assert set(files) == {"meeting-alice", "meeting-bob"}, set(files)
     assert all(data["final"] for data in files.values())
+    assert [files[f"meeting-{n}"]["speaker"] for n in ("alice", "bob")] == ["Alice", "Bob"]
     alice_text, bob_text = files["meeting-alice"]["text"], files["meeting-bob"]["text"]
     # each stream holds its own speaker's words
     assert wer(alice_text, alice_row["text"]) < wer(alice_text, bob_row["text"])
@@ -395,6 +397,113 @@ def process_tree(root: int) -> list[int]:
         family |= children
         grew = bool(children)
     return sorted(family)
+
+
+API_CALL = """
+import json, sys, urllib.error, urllib.request
+method, url, body = sys.argv[1], sys.argv[2], sys.argv[3]
+request = urllib.request.Request(url, method=method, data=body.encode() if body else None,
+                                 headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        print(json.dumps([reply.status, reply.read().decode()]))
+except urllib.error.HTTPError as error:
+    print(json.dumps([error.code, error.read().decode()]))
+"""
+
+
+def call_api(netns: Namespace, method: str, url: str, body: dict | None = None) -> tuple[int, str]:
+    """An HTTP request from inside the namespace (where the service's loopback is)."""
+    data = json.dumps(body) if body else ""
+    done = subprocess.run(
+        netns.command(sys.executable, "-c", API_CALL, method, url, data),
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    status, text = json.loads(done.stdout)
+    return status, text
+
+
+def test_a_meeting_bot_started_through_the_serve_api_is_captioned_by_the_service(
+    netns, meeting_url, chromium_in_netns, playwright, speech, tmp_path
+):
+    wav, row = speech(ALICE_ITEM)
+    url = meeting_url + "?room=api"
+    out = tmp_path / "serve-out"
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "transcribe",
+                "language": "en",
+                "join": {
+                    "platform": "generic",
+                    "participant_tile": ".tile",
+                    "participant_name": ".name",
+                    "join_timeout_s": 10,
+                    "browser_args": ["--allow-loopback-in-peer-connection"],
+                },
+                "serve": {"max_meeting_bots": 1},
+            }
+        ),
+        encoding="utf-8",
+    )
+    service = subprocess.Popen(
+        netns.command(
+            sys.executable, "-m", "bot", "serve", "--config", str(config), "--model", "tiny.en",
+            "--engine", "ctranslate2", "--port", "0", "--out", str(out),
+        ),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    speaker = None
+    try:
+        assert service.stdout is not None
+        base = re.search(r"ws://(\S+)/ws", service.stdout.readline()).group(1)
+        api = f"http://{base}/api/sessions"
+        status, text = call_api(netns, "POST", api, {"session": "standup", "url": "ftp://x/"})
+        assert status == 400 and "http(s) address" in text
+        status, text = call_api(netns, "POST", api, {"session": "standup", "url": url})
+        assert status == 201, text
+        assert json.loads(text)["state"] == "joining"
+        status, text = call_api(netns, "POST", api, {"session": "other", "url": url})
+        assert status == 503 and "all 1 meeting bots in use" in text
+
+        speaker = Speaker(playwright, chromium_in_netns, url, "Alice", wav)
+        deadline = time.monotonic() + 90
+        while json.loads(call_api(netns, "GET", api)[1])["meetings"][0]["state"] != "in meeting":
+            assert time.monotonic() < deadline, call_api(netns, "GET", api)
+            time.sleep(0.5)
+        speaker.join()
+        assert speaker.wait_for_participant("Captions", 15), call_api(netns, "GET", api)
+        # The meeting's participant is a session of the service, recognized by its engine.
+        deadline = time.monotonic() + row["duration_s"] + 30
+        words = 0
+        while time.monotonic() < deadline and words < len(row["text"].split()) // 2:
+            listed = json.loads(call_api(netns, "GET", api)[1])
+            by_name = {s["session"]: s for s in listed["sessions"]}
+            words = by_name.get("standup-meeting-alice", {}).get("words", 0)
+            time.sleep(1.0)
+        assert words >= len(row["text"].split()) // 2, listed
+        time.sleep(row["duration_s"] / 2 + 4)  # the rest of what Alice says
+
+        status, _ = call_api(netns, "DELETE", f"{api}/standup")
+        assert status == 200
+        deadline = time.monotonic() + 40
+        while (state := json.loads(call_api(netns, "GET", api)[1])["meetings"][0]["state"]) != (
+            "left"
+        ):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.5)
+    finally:
+        if speaker is not None:
+            speaker.browser.close()
+        service.terminate()
+        code = service.wait(60)
+    assert code == 0, service.stderr.read()[-2000:]
+    [path] = (out / "standup").glob("*.json")
+    transcript = json.loads(path.read_text())
+    assert transcript["final"] and transcript["speaker"] == "Alice"
+    assert transcript["stream_id"] == "meeting-alice"
+    assert wer(transcript["text"], row["text"]) < 0.15, transcript["text"]
 
 
 def kill_pages_of(bot: Bot) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,16 @@ def test_writes_are_throttled_but_nothing_is_lost_at_close(tmp_path: Path, jfk_u
 def test_an_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="docx"):
         LiveCaptionFiles(tmp_path, "m", formats=("json", "docx"))
+
+
+def test_a_participants_files_name_the_speaker(tmp_path: Path, jfk_updates) -> None:
+    files = LiveCaptionFiles(tmp_path, "meeting-alice", flush_every_s=0.0)
+    for update in jfk_updates:
+        files.add(replace(update, speaker="Alice <host>"))
+    files.close()
+    data = json.loads(files.paths["json"].read_text())
+    assert data["speaker"] == "Alice <host>"
+    cues = files.paths["vtt"].read_text().split("\n\n")[1:-1]
+    assert cues and all("\n<v Alice &lt;host&gt;>" in cue for cue in cues), cues
+    # the SRT stays plain text: its players would show a voice tag verbatim
+    assert "Alice" not in files.paths["srt"].read_text()

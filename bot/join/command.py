@@ -59,6 +59,11 @@ def add_parser(
         default=None,
         help="no web overlay (default: served on 127.0.0.1)",
     )
+    join.add_argument(
+        "--server",
+        metavar="URL",
+        help="recognize on a captionbot serve at ws://HOST:PORT/ws (default: here; server.url)",
+    )
     add_model_options(join)
     return join
 
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace, config_loader: Callable[..., Any]) -> int:
         "join.alone_timeout_s": args.alone_timeout,
         "join.lobby_timeout_s": args.lobby_timeout,
         "overlay.enabled": args.overlay,
+        "server.url": args.server,
         "audio.source": "meeting",
         "sinks.meeting": True,
     }

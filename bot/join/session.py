@@ -114,7 +114,12 @@ class MeetingSession:
         self.failure: MeetingEvent | None = None
         self.left: MeetingEvent | None = None
         self.joined_at: float | None = None
-        self.supervisor = Supervisor(config, out_dir, stem=stem, on_update=on_update)
+        remote: dict[str, Any] = {}
+        if config.server.url:  # recognized on a captionbot serve
+            from bot.serve.client import remote_asr_stage_main
+
+            remote["asr_entry"] = remote_asr_stage_main
+        self.supervisor = Supervisor(config, out_dir, stem=stem, on_update=on_update, **remote)
         self.browser = self.supervisor.add_stage(
             "browser", browser_stage_main, self._browser_args, on_event=self._handle
         )

@@ -74,6 +74,9 @@ class LiveCaptionFiles:
         t = self.transcript
         t.words.extend(update.committed)
         t.language = update.language or t.language
+        if update.speaker and update.speaker != t.speaker:
+            t.speaker = update.speaker
+            self._dirty = True
         t.duration_s = max(t.duration_s, update.t_s)
         self._deltas.append(
             {
@@ -108,7 +111,7 @@ class LiveCaptionFiles:
             elif fmt == "srt":
                 text = srt_text(cues)
             elif fmt == "vtt":
-                text = vtt_text(cues)
+                text = vtt_text(cues, t.speaker)
             else:
                 text = txt_text(t)
             write_text_atomic(path, text)

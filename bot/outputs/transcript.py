@@ -28,6 +28,8 @@ class Transcript:
     engine: str
     task: str
     language: str | None = None
+    speaker: str | None = None
+    """The participant's display name, for a joined meeting's per-participant streams."""
     words: list[CommittedWord] = field(default_factory=list)
     updates: list[CaptionState] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)

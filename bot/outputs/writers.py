@@ -160,10 +160,12 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def vtt_text(cues: Sequence[Cue]) -> str:
-    """WebVTT: a header, then `HH:MM:SS.mmm` cues with markup characters escaped."""
+def vtt_text(cues: Sequence[Cue], speaker: str | None = None) -> str:
+    """WebVTT: a header, then `HH:MM:SS.mmm` cues with markup characters escaped; with a
+    speaker, each cue is a voice span (`<v Alice>...`) that players show as the speaker."""
+    voice = f"<v {_vtt_escape(speaker)}>" if speaker else ""
     body = "".join(
-        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_escape(c.text)}\n\n"
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{voice}{_vtt_escape(c.text)}\n\n"
         for c in cues
     )
     return "WEBVTT\n\n" + body
@@ -203,6 +205,7 @@ def json_dict(t: Transcript) -> dict[str, Any]:
         "engine": t.engine,
         "task": t.task,
         "language": t.language,
+        "speaker": t.speaker,
         "text": t.text,
         "words": [
             {
@@ -279,7 +282,7 @@ def write_srt(t: Transcript, path: Path) -> None:
 
 def write_vtt(t: Transcript, path: Path) -> None:
     """Committed words as WebVTT subtitles."""
-    write_text_atomic(path, vtt_text(caption_cues(t.words)))
+    write_text_atomic(path, vtt_text(caption_cues(t.words), t.speaker))
 
 
 def write_txt(t: Transcript, path: Path) -> None:

@@ -78,6 +78,7 @@ class _Stream:
     end_sent: bool = False
     finished: bool = False
     dropped_chunks: int = 0
+    speaker: str | None = None
     connections: int = 0
     reconnects: int = 0
     """Connections after the first: the session resumed on the service."""
@@ -208,7 +209,9 @@ class RemoteAsr:
     def _take(self, message: AudioChunk | EndOfStream) -> _Stream:
         stream = self._streams.get(message.stream_id)
         if stream is None:
-            session = self.config.server.session or f"{_hostname()}-{message.stream_id}"
+            # One session per stream (a joined meeting has one per participant).
+            prefix = self.config.server.session or _hostname()
+            session = _session_name(f"{prefix}-{message.stream_id}")
             stream = self._streams[message.stream_id] = _Stream(message.stream_id, session)
             stream.history = list(self._resume.pop(message.stream_id, ()))
         if isinstance(message, EndOfStream):
@@ -219,6 +222,8 @@ class RemoteAsr:
             if GAP_TOLERANCE_S < gap <= MAX_FILLED_GAP_S:
                 silence = np.zeros(round(gap * SAMPLE_RATE), dtype=np.float32)
                 stream.pending.append(AudioChunk(message.stream_id, silence, stream.next_start))
+        if message.speaker:
+            stream.speaker = message.speaker
         stream.pending.append(message)
         stream.next_start = message.start + len(message.samples) / SAMPLE_RATE
         while len(stream.pending) > self._max_pending:
@@ -337,7 +342,7 @@ class RemoteAsr:
             data = _json(message)
             kind = data.get("type")
             if kind == "update":
-                update = update_from_message(data, stream.stream_id)
+                update = update_from_message(data, stream.stream_id, stream.speaker)
                 stream.history.extend(update.committed)
                 del stream.history[: -MAX_HISTORY_WORDS * 2]
                 final = update.final and stream.end_sent
@@ -386,5 +391,9 @@ def _json(message: aiohttp.WSMessage) -> dict[str, Any]:
 
 
 def _hostname() -> str:
-    name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
-    return name[:40] or "bot"
+    return _session_name(socket.gethostname())[:40] or "bot"
+
+
+def _session_name(text: str) -> str:
+    """`text` in the characters a session name may hold (bot/serve/protocol.py SESSION_NAME)."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "_.-") else "-" for c in text)[:64]

@@ -101,7 +101,13 @@ def serve_local(config: Config) -> int:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"cannot create serve.out_dir {out_dir}: {error.strerror}") from None
-    server = ServeServer(config.serve, hub, out_dir, config.outputs.formats)
+    meetings = None
+    if config.serve.max_meeting_bots:
+        from bot.serve.meetings import MeetingBots
+
+        bots_dir = out_dir or Path(config.outputs.dir)
+        meetings = MeetingBots(config, bots_dir, config.serve.max_meeting_bots)
+    server = ServeServer(config.serve, hub, out_dir, config.outputs.formats, meetings)
     hub.start()
 
     def ready(server: ServeServer) -> None:

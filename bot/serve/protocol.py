@@ -242,8 +242,11 @@ def update_message(update: CaptionUpdate, session: str) -> dict[str, Any]:
     }
 
 
-def update_from_message(message: dict[str, Any], stream_id: str) -> CaptionUpdate:
-    """The CaptionUpdate a client rebuilds from an update message."""
+def update_from_message(
+    message: dict[str, Any], stream_id: str, speaker: str | None = None
+) -> CaptionUpdate:
+    """The CaptionUpdate a client rebuilds from an update message (`speaker`: the client's
+    name for the stream's participant)."""
     return CaptionUpdate(
         stream_id=stream_id,
         t_s=float(message.get("t_s", 0.0)),
@@ -256,4 +259,5 @@ def update_from_message(message: dict[str, Any], stream_id: str) -> CaptionUpdat
         ),
         language=message.get("language"),
         final=bool(message.get("final", False)),
+        speaker=speaker,
     )

@@ -37,6 +37,7 @@ from bot.messages import SAMPLE_RATE, CaptionUpdate
 from bot.outputs.live_files import LiveCaptionFiles
 from bot.overlay.server import is_loopback
 from bot.serve.hub import ServiceBusy, SessionHub
+from bot.serve.meetings import MeetingBots, MeetingRefused
 from bot.serve.metrics import prometheus_text
 from bot.serve.protocol import (
     CLOSE_BAD_DATA,
@@ -72,6 +73,7 @@ class ServeServer:
         hub: SessionHub,
         out_dir: Path | None = None,
         formats: tuple[str, ...] = ("json", "srt", "vtt", "txt"),
+        meetings: MeetingBots | None = None,
     ) -> None:
         if not is_loopback(config.host) and not config.token:
             raise ConfigError(
@@ -82,6 +84,7 @@ class ServeServer:
         self.hub = hub
         self.out_dir = out_dir
         self.formats = formats
+        self.meetings = meetings
         self.port = config.port
         self._connections: dict[str, _Connection] = {}
         self._players: dict[str, asyncio.Future] = {}
@@ -162,9 +165,11 @@ class ServeServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/api/sessions", self._list_sessions)
-        app.router.add_post("/api/sessions", self._start_file_session)
+        app.router.add_post("/api/sessions", self._start_session)
         app.router.add_delete("/api/sessions/{name}", self._stop_session)
         self._runner, self.port = await start_site(app, self.config.host, self.config.port)
+        if self.meetings is not None:
+            self.meetings.service_url = f"ws://127.0.0.1:{self.port}/ws"
         logger.info("captionbot serve listening at %s", self.url)
         self._watchdog = asyncio.ensure_future(self._watch_engine())
 
@@ -186,11 +191,15 @@ class ServeServer:
             await connection.close(CLOSE_GOING_AWAY, "service shutting down")
         for player in self._players.values():
             player.cancel()
+        if self.meetings is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.meetings.close)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
     async def _drain(self) -> None:
+        if self.meetings is not None:  # they leave first: their last words reach the hub
+            await asyncio.get_running_loop().run_in_executor(None, self.meetings.close)
         for connection in list(self._connections.values()):
             connection.end_reason = (CLOSE_GOING_AWAY, "service shutting down")
             connection.send({"type": "draining", "message": "service shutting down"})
@@ -253,12 +262,15 @@ class ServeServer:
             }
             for view in self.hub.snapshot().sessions
         ]
-        return web.json_response({"sessions": sessions})
+        bots = list(self.meetings.bots.values()) if self.meetings is not None else []
+        return web.json_response({"sessions": sessions, "meetings": [b.view() for b in bots]})
 
     async def _stop_session(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         connection = self._connections.get(name)
         player = self._players.get(name)
+        if self.meetings is not None and self.meetings.stop(name):
+            return web.json_response({"session": name, "stopping": True})  # the bot leaves
         if connection is not None:
             connection.stop_requested()
         elif player is not None:
@@ -268,17 +280,38 @@ class ServeServer:
             raise web.HTTPNotFound(text="no such session\n")
         return web.json_response({"session": name, "stopping": True})
 
-    async def _start_file_session(self, request: web.Request) -> web.Response:
+    async def _start_session(self, request: web.Request) -> web.Response:
+        """A caption participant joining a meeting ({"url"}), or a file played ({"file"})."""
+        try:
+            body = await request.json()
+            fields = {k: v for k, v in body.items() if k in ("session", "task", "language")}
+            hello = parse_hello(json.dumps({**fields, "type": "hello"}))
+        except ProtocolError as error:
+            raise web.HTTPBadRequest(text=f"{error}\n") from None
+        except (ValueError, AttributeError):
+            raise web.HTTPBadRequest(
+                text='body must be JSON: {"session", "url"} or {"session", "file"}\n'
+            ) from None
+        if "url" in body:
+            return await self._start_meeting_session(hello, body)
+        return await self._start_file_session(hello, body)
+
+    async def _start_meeting_session(self, hello: Hello, body: dict[str, Any]) -> web.Response:
+        if self.meetings is None:
+            raise web.HTTPForbidden(text="meeting bots are off: set serve.max_meeting_bots\n")
+        try:
+            bot = await asyncio.get_running_loop().run_in_executor(
+                None, self.meetings.start, hello.session, body
+            )
+        except MeetingRefused as refused:
+            status = 503 if str(refused).startswith("busy") else 400
+            return web.json_response({"type": "error", "message": str(refused)}, status=status)
+        return web.json_response(bot.view(), status=201)
+
+    async def _start_file_session(self, hello: Hello, body: dict[str, Any]) -> web.Response:
         """A session playing a file of serve.files_dir in real time (no client attached)."""
         if self.config.files_dir is None:
             raise web.HTTPForbidden(text="file sessions are off: set serve.files_dir\n")
-        try:
-            body = await request.json()
-            hello = parse_hello(json.dumps({**body, "type": "hello", "token": None}))
-        except ProtocolError as error:
-            raise web.HTTPBadRequest(text=f"{error}\n") from None
-        except ValueError:
-            raise web.HTTPBadRequest(text='body must be JSON: {"session", "file"}\n') from None
         folder = Path(self.config.files_dir).resolve()
         path = (folder / str(body.get("file", ""))).resolve()
         if not path.is_relative_to(folder) or not path.is_file():
