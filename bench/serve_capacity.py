@@ -59,6 +59,8 @@ def start_service(
     ]  # fmt: skip
     if args.engine:
         command += ["--engine", args.engine]
+    if getattr(args, "config", None):
+        command += ["--config", str(args.config)]
     if args.ray:
         command += ["--ray"]
     process = subprocess.Popen(
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per session (60)")
     parser.add_argument("--engine", help="auto (default), ctranslate2 or jax")
     parser.add_argument("--ray", action="store_true", help="serve --ray (the cluster extra)")
+    parser.add_argument("--config", type=Path, help="a captionbot config for the service")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     audio = load_long_audio()

@@ -40,6 +40,8 @@ class StreamingConfig(_Section):
     trim_after_s: float = Field(_DEFAULT.trim_after_s, gt=0, le=BUFFER_LIMIT_S)
     max_buffer_s: float = Field(_DEFAULT.max_buffer_s, gt=2, le=BUFFER_LIMIT_S)
     pause_s: float = Field(_DEFAULT.pause_s, gt=0, le=10)
+    right_context_s: float = Field(_DEFAULT.right_context_s, ge=0, le=5)
+    long_pause_s: float = Field(_DEFAULT.long_pause_s, gt=0, le=20)
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)
     prompt_chars: int = Field(_DEFAULT.prompt_chars, ge=0, le=1000)

@@ -52,14 +52,18 @@ class LocalAgreement:
     def committed_end(self) -> float:
         return self._tail[-1].end if self._tail else 0.0
 
-    def insert(self, words: list[Word], window_start: float, now: float) -> list[CommittedWord]:
-        """Take a new hypothesis (absolute times); return the words it commits."""
+    def insert(
+        self, words: list[Word], window_start: float, now: float, until: float | None = None
+    ) -> list[CommittedWord]:
+        """Take a new hypothesis (absolute times); return the words it commits (those ending
+        by `until`, if given: the rest stay tentative however well they agree)."""
         new = self._without_repeats(self._after_committed(words, window_start))
         count = 0
         while (
             count < len(new)
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
+            and (until is None or new[count].end <= until)
         ):
             count += 1
         committed = [

@@ -22,6 +22,12 @@ class StreamingOptions:
     """Hard cap: cut at the last committed word, committing old tentative words if needed."""
     pause_s: float = 0.5
     """Silence after speech that finalizes the pending words without waiting for agreement."""
+    right_context_s: float = 0.0
+    """A word commits only once this much speech follows it, or silence of `long_pause_s`:
+    Whisper bends the last words it hears ("ask" + a pause reads "asked" until "not what"
+    follows)."""
+    long_pause_s: float = 1.5
+    """Silence after which every pending word is committed, right context or not."""
     vad: bool = True
     """Skip silence (Silero VAD): no decoding and no hallucinated text where nobody speaks."""
     vad_threshold: float = 0.5

@@ -177,7 +177,7 @@ class OnlineStream:
         words = self._heard_in_speech(_with_length(words))
         self._heard = words
         self._reheard_held(words)
-        committed = self._agreement.insert(words, window_start, now)
+        committed = self._agreement.insert(words, window_start, now, self._context_limit())
         committed += self._finalize_if_paused(now)
         committed += self._trim(now)
         if logger.isEnabledFor(logging.DEBUG):
@@ -234,6 +234,9 @@ class OnlineStream:
             return None
         return self._detector.last_speech_end()
 
+    def _silence_s(self) -> float:
+        return self._detector.silence_at_end() if self._detector is not None else float("inf")
+
     def _pause_covered(self) -> bool:
         pause = self._pause()
         return pause is not None and self._processed_end >= pause + PAUSE_MARGIN_S
@@ -243,8 +246,21 @@ class OnlineStream:
             return self._finalize(now)
         return []
 
+    def _context_limit(self) -> float | None:
+        """The latest word end that has `right_context_s` of speech after it in what was
+        decoded; None when every word may commit (the rule is off, a long pause, the end)."""
+        context = self.options.right_context_s
+        if not context or self._detector is None or self.ended:
+            return None
+        if self._silence_s() >= self.options.long_pause_s:
+            return None
+        return self._detector.speech_start_before(self._processed_end, context)
+
     def _finalize(self, now: float) -> list[CommittedWord]:
         pause = self._pause() or self._processed_end
+        limit = self._context_limit()
+        if limit is not None:
+            return self._agreement.commit_pending(now, until=limit, before_start=pause)
         committed = self._agreement.commit_pending(
             now, until=pause + PAUSE_MARGIN_S, before_start=pause
         )

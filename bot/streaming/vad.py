@@ -85,6 +85,15 @@ class SpeechDetector:
             return None
         return self._origin + (self._index(time) + indices[0]) * FRAME_S
 
+    def speech_start_before(self, end: float, amount: float) -> float:
+        """The latest time with `amount` seconds of speech between it and `end` (-inf if
+        there is not that much speech)."""
+        speech = np.flatnonzero(self._speech[: self._index(end)])
+        need = max(int(np.ceil(amount / FRAME_S)), 1)
+        if len(speech) < need:
+            return float("-inf")
+        return self._origin + speech[-need] * FRAME_S
+
     def last_speech_end(self) -> float | None:
         """Audio time where the most recent speech ended (None if no speech is known)."""
         indices = np.flatnonzero(self._speech)
