@@ -271,13 +271,13 @@ class SessionHub:
                 if self._flush_requested:
                     self._deliver(self._transcriber.flush())
                     self._flush_requested = False
-                if self._transcriber.pending_work() or self._transcriber.active:
+                if self._transcriber.pending_work() or self._transcriber.active or self._queued():
                     started = time.monotonic()
                     updates = self._round()
                     self._deliver(updates)
                     elapsed = time.monotonic() - started
                     self._round_s += ROUND_SMOOTHING * (elapsed - self._round_s)
-                    if not updates and not self._transcriber.pending_work():
+                    if not updates and not self._transcriber.pending_work() and not self._queued():
                         self._wake.wait(IDLE_WAIT_S)
                         self._wake.clear()
                 else:
@@ -293,6 +293,10 @@ class SessionHub:
             for session in sessions:
                 session.finished.set()
 
+    def _queued(self) -> bool:
+        with self._lock:
+            return any(session.chunks for session in self._sessions.values())
+
     def _round(self) -> list[CaptionUpdate]:
         self._metered.last_batch = 0
         updates = self._transcriber.step()
@@ -304,13 +308,20 @@ class SessionHub:
     def _take_audio(self) -> None:
         with self._lock:
             work = []
+            # A round takes at most half a buffer of each session's audio: a burst (a client
+            # resuming with what it held) is decoded in steps, not as one long window that
+            # Whisper would only partly transcribe; the rest waits here (it is not dropped).
+            most = max(int(self.options.max_buffer_s / 2 * SAMPLE_RATE), 1)
             for session in self._sessions.values():
-                chunks = list(session.chunks)
-                session.chunks.clear()
-                session.allowance = max(session.allowance - session.queued, 0)
-                session.queued = 0
+                chunks: list[np.ndarray] = []
+                taken = 0
+                while session.chunks and (not chunks or taken + len(session.chunks[0]) <= most):
+                    chunks.append(session.chunks.popleft())
+                    taken += len(chunks[-1])
+                session.allowance = max(session.allowance - taken, 0)
+                session.queued -= taken
                 gap, session.gap = session.gap, 0
-                work.append((session, chunks, gap, session.ended))
+                work.append((session, chunks, gap, session.ended and not session.chunks))
         for session, chunks, gap, ended in work:
             if not session.opened:
                 if not chunks and not gap and not ended:
