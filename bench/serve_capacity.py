@@ -74,7 +74,9 @@ def start_service(
     return process, found.group(0)
 
 
-async def session(url: str, name: str, audio: np.ndarray, result: dict) -> None:
+async def session(url: str, name: str, audio: np.ndarray, result: dict, speed: float = 1.0) -> None:
+    """Play `audio` to the service at `speed` × real time; result[name] holds each word's
+    (audio end, commit latency in audio seconds) and the audio the service dropped."""
     import aiohttp
 
     latencies: list[tuple[float, float]] = []
@@ -91,7 +93,8 @@ async def session(url: str, name: str, audio: np.ndarray, result: dict) -> None:
         async def send() -> None:
             pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
             for sequence, offset in enumerate(range(0, len(pcm), FRAME)):
-                await asyncio.sleep(max(started + offset / 16000 - time.monotonic(), 0))
+                due = started + offset / 16000 / speed
+                await asyncio.sleep(max(due - time.monotonic(), 0))
                 await ws.send_bytes(
                     struct.pack("<Q", sequence) + pcm[offset : offset + FRAME].tobytes()
                 )
@@ -102,9 +105,9 @@ async def session(url: str, name: str, audio: np.ndarray, result: dict) -> None:
             if message.type != aiohttp.WSMsgType.TEXT:
                 continue
             data = json.loads(message.data)
-            now = time.monotonic() - started
+            audio_now = (time.monotonic() - started) * speed
             if data["type"] == "update":
-                latencies += [(w[2], now - max(w[2], 0.0)) for w in data["words"]]
+                latencies += [(w[2], audio_now - max(w[2], 0.0)) for w in data["words"]]
             elif data["type"] == "dropped":
                 dropped = data["total_s"]
         await sender

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
-import struct
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
-from serve_capacity import FRAME, load_long_audio, start_service
+from serve_capacity import load_long_audio, session, start_service
 
 BUCKET_S = 600.0
 SAMPLE_EVERY_S = 10.0
@@ -51,41 +49,6 @@ def tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-async def session(url: str, name: str, audio: np.ndarray, speed: float, out: dict) -> None:
-    import aiohttp
-
-    pairs: list[tuple[float, float]] = []
-    dropped = 0.0
-    async with aiohttp.ClientSession() as http, http.ws_connect(url, max_msg_size=0) as ws:
-        await ws.send_str(json.dumps({"type": "hello", "session": name, "language": "en"}))
-        reply = await ws.receive_json()
-        if reply["type"] != "ready":
-            raise SystemExit(f"session {name} refused: {reply}")
-        started = time.monotonic()
-
-        async def send() -> None:
-            pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-            for sequence, offset in enumerate(range(0, len(pcm), FRAME)):
-                due = started + offset / 16000 / speed
-                await asyncio.sleep(max(due - time.monotonic(), 0))
-                frame = pcm[offset : offset + FRAME].tobytes()
-                await ws.send_bytes(struct.pack("<Q", sequence) + frame)
-            await ws.send_str(json.dumps({"type": "end"}))
-
-        sender = asyncio.ensure_future(send())
-        async for message in ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(message.data)
-            audio_now = (time.monotonic() - started) * speed
-            if data["type"] == "update":
-                pairs += [(w[2], audio_now - w[2]) for w in data["words"]]
-            elif data["type"] == "dropped":
-                dropped = data["total_s"]
-        await sender
-    out[name] = {"pairs": pairs, "dropped": dropped}
-
-
 async def soak(args: argparse.Namespace, url: str, pid: int) -> tuple[dict, list]:
     long_audio = load_long_audio()
     length = int(args.minutes * 60 * 16000)
@@ -103,11 +66,14 @@ async def soak(args: argparse.Namespace, url: str, pid: int) -> tuple[dict, list
     stride = len(long_audio) // max(args.sessions, 1)
     await asyncio.gather(
         *(
-            session(url, f"soak{i}", looped[i * stride : i * stride + length], args.speed, out)
+            session(url, f"soak{i}", looped[i * stride : i * stride + length], out, args.speed)
             for i in range(args.sessions)
         )
     )
     sampler.cancel()
+    refused = {name: r["refused"] for name, r in out.items() if "refused" in r}
+    if refused:
+        raise SystemExit(f"sessions refused: {refused}")
     memory.append((time.monotonic() - started, tree_rss_mb(pid)))
     return out, memory
 
@@ -140,7 +106,7 @@ def main() -> None:
         at = wall * quarter / 4
         t, rss = min(memory, key=lambda m: abs(m[0] - at))
         print(f"{quarter:>8} {t:8.0f} {rss:8.0f}")
-    pairs = [p for r in out.values() for p in r["pairs"]]
+    pairs = [p for r in out.values() for p in r["latencies"]]
     ends = np.array([p[0] for p in pairs])
     lat = np.array([p[1] for p in pairs])
     print("\ncommit latency per 10 min of audio (audio seconds)")

@@ -267,17 +267,17 @@ class SessionHub:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._take_audio()
+                backlog = self._take_audio()
                 if self._flush_requested:
                     self._deliver(self._transcriber.flush())
                     self._flush_requested = False
-                if self._transcriber.pending_work() or self._transcriber.active or self._queued():
+                if self._transcriber.pending_work() or self._transcriber.active or backlog:
                     started = time.monotonic()
                     updates = self._round()
                     self._deliver(updates)
                     elapsed = time.monotonic() - started
                     self._round_s += ROUND_SMOOTHING * (elapsed - self._round_s)
-                    if not updates and not self._transcriber.pending_work() and not self._queued():
+                    if not updates and not self._transcriber.pending_work() and not backlog:
                         self._wake.wait(IDLE_WAIT_S)
                         self._wake.clear()
                 else:
@@ -293,10 +293,6 @@ class SessionHub:
             for session in sessions:
                 session.finished.set()
 
-    def _queued(self) -> bool:
-        with self._lock:
-            return any(session.chunks for session in self._sessions.values())
-
     def _round(self) -> list[CaptionUpdate]:
         self._metered.last_batch = 0
         updates = self._transcriber.step()
@@ -305,13 +301,15 @@ class SessionHub:
             self._batch_sizes[batch] = self._batch_sizes.get(batch, 0) + 1
         return updates
 
-    def _take_audio(self) -> None:
+    def _take_audio(self) -> bool:
+        """Hand queued audio to the transcriber; True if some stays queued (a burst)."""
         with self._lock:
             work = []
             # A round takes at most half a buffer of each session's audio: a burst (a client
             # resuming with what it held) is decoded in steps, not as one long window that
             # Whisper would only partly transcribe; the rest waits here (it is not dropped).
             most = max(int(self.options.max_buffer_s / 2 * SAMPLE_RATE), 1)
+            backlog = False
             for session in self._sessions.values():
                 chunks: list[np.ndarray] = []
                 taken = 0
@@ -322,6 +320,7 @@ class SessionHub:
                 session.queued -= taken
                 gap, session.gap = session.gap, 0
                 work.append((session, chunks, gap, session.ended and not session.chunks))
+                backlog = backlog or bool(session.chunks)
         for session, chunks, gap, ended in work:
             if not session.opened:
                 if not chunks and not gap and not ended:
@@ -346,6 +345,7 @@ class SessionHub:
             if dropped > session.reported_drop_s and session.on_drop is not None:
                 session.on_drop(dropped - session.reported_drop_s, dropped)
                 session.reported_drop_s = dropped
+        return backlog
 
     def _deliver(self, updates: list[CaptionUpdate]) -> None:
         for update in updates:
