@@ -467,7 +467,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--cpu-threads",
         type=int,
         metavar="N",
-        help=f"CTranslate2 threads (default: {engine.cpu_threads}, all cores)",
+        help="CTranslate2 threads per worker (default: auto, on a CPU one worker per core "
+        "with one thread each)",
     )
     parser.add_argument(
         "--beam-size",

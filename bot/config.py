@@ -27,7 +27,8 @@ class EngineConfig(_Section):
     model: str = "base"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
-    cpu_threads: int = Field(0, ge=0)
+    cpu_threads: int = Field(0, ge=0, le=256)
+    workers: int = Field(0, ge=0, le=64)
     beam_size: int = Field(1, ge=1, le=10)
     audio_context: Literal["trimmed", "full"] = "trimmed"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import english_wer
 
-from bot.asr.ctranslate2_engine import CTranslate2Engine
+from bot.asr.ctranslate2_engine import CTranslate2Engine, split_batch
 from bot.asr.decoding import DecodeOptions
 from bot.asr.engine import Window
 from bot.errors import ConfigError
@@ -23,6 +23,32 @@ def test_a_batch_of_windows_gives_the_same_words_as_one_window_at_a_time(tiny_en
     one_by_one = [text(tiny_engine.transcribe([w])[0]) for w in windows]
     together = [text(h) for h in tiny_engine.transcribe(windows)]
     assert together == one_by_one
+
+
+def test_a_batch_split_over_workers_comes_back_whole_and_in_order(load_item):
+    """Two 1-thread workers decode halves of a batch side by side (the CPU default); the
+    windows differ in length, so the split reorders them, and the answers must not."""
+    from bot.asr.models import resolve_model
+
+    model = resolve_model("tiny.en")
+    items = ["ljspeech_LJ001-0100", "fw_jfk", "fleurs_en_003", "ljspeech_LJ001-0100"]
+    windows = [
+        Window(load_item(item)[0][: seconds * SAMPLE_RATE], "transcribe", "en")
+        for item, seconds in zip(items, [9, 3, 6, 2])
+    ]
+    groups = split_batch([len(w.audio) for w in windows], 2)
+    assert groups == [[3, 1], [2, 0]]  # similar lengths together: a batch is encoded at its longest
+    one = CTranslate2Engine(model.path, "tiny.en", cpu_threads=1, workers=1)
+    two = CTranslate2Engine(model.path, "tiny.en", cpu_threads=1, workers=2)
+    expected = [""] * len(windows)
+    for group in groups:
+        for row, hypothesis in zip(group, one.transcribe([windows[r] for r in group])):
+            expected[row] = text(hypothesis)
+    split = [text(h) for h in two.transcribe(windows)]
+    assert split == expected
+    assert all(split) and split[0] != split[3]
+    assert "fellow Americans" in split[1]
+    assert two.info.details["workers"] == "2"
 
 
 def test_word_times_lie_inside_the_window_and_in_order(base_engine, load_item):

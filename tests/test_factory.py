@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.asr.factory import EngineChoice, choose_engine, create_engine
+from bot.asr.factory import EngineChoice, Parallelism, choose_engine, create_engine, ct2_parallelism
 from bot.config import EngineConfig
 from bot.errors import ConfigError
 
@@ -65,3 +65,22 @@ def test_the_engine_info_carries_the_choice_and_the_offline_reference() -> None:
         "ctranslate2 on cpu, int8, model tiny.en: asked for (engine.name: ctranslate2)"
     )
     assert "faster-whisper transcribe, beam 5" in engine.info.details["offline_reference"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "device", "expected"),
+    [
+        (0, 0, "cpu", Parallelism(2, 1)),  # auto: a single-thread worker per core
+        (1, 0, "cpu", Parallelism(1, 2)),
+        (0, 2, "cpu", Parallelism(1, 2)),
+        (3, 1, "cpu", Parallelism(3, 1)),
+        (0, 0, "cuda", Parallelism(1, 0)),  # a GPU takes the batch whole
+    ],
+)
+def test_ctranslate2_workers_and_threads(workers, threads, device, expected) -> None:
+    config = EngineConfig(workers=workers, cpu_threads=threads)
+    assert ct2_parallelism(config, device, cores=2) == expected
+
+
+def test_auto_uses_one_worker_per_core_up_to_a_cap() -> None:
+    assert ct2_parallelism(EngineConfig(), "cpu", cores=32) == Parallelism(8, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ctranslate2
@@ -40,7 +41,11 @@ OFFLINE_BEAM_SIZE = 5  # faster-whisper's default: the offline reference
 
 
 class CTranslate2Engine:
-    """Whisper on CTranslate2, decoding batches of windows from several streams at once."""
+    """Whisper on CTranslate2, decoding batches of windows from several streams at once.
+
+    With `workers` above 1, CTranslate2 holds that many replicas of the model (sharing its
+    weights) and a batch is split between them, decoded side by side.
+    """
 
     def __init__(
         self,
@@ -50,6 +55,7 @@ class CTranslate2Engine:
         device: str = "cpu",
         compute_type: str = "int8",
         cpu_threads: int = 0,
+        workers: int = 1,
         options: DecodeOptions | None = None,
     ) -> None:
         model_path = Path(model_path)
@@ -68,6 +74,7 @@ class CTranslate2Engine:
                 device=device,
                 compute_type=compute_type,
                 cpu_threads=cpu_threads,
+                num_workers=workers,
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as error:
@@ -76,6 +83,12 @@ class CTranslate2Engine:
                 f"cannot load model '{model_name}' from {model_path}: {first_line}"
             ) from error
         self.model_path = model_path
+        self.workers = max(1, workers)
+        self._pool = (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="ct2-worker")
+            if self.workers > 1
+            else None
+        )
         self._model: ctranslate2.models.Whisper = self._whisper.model
         self._features = self._whisper.feature_extractor
         self.options = options or DecodeOptions()
@@ -95,6 +108,7 @@ class CTranslate2Engine:
                 "audio_context": self.options.audio_context,
                 "beam_size": str(self.options.beam_size),
                 "cpu_threads": str(cpu_threads),
+                "workers": str(self.workers),
                 "offline_reference": self._offline_reference(OFFLINE_BEAM_SIZE),
             },
         )
@@ -105,6 +119,21 @@ class CTranslate2Engine:
         if not windows:
             return []
         self._language_support.check_windows(windows)
+        parts = split_batch([len(w.audio) for w in windows], self.workers)
+        if self._pool is None or len(parts) == 1:
+            return self._transcribe_part(windows)
+        running = [
+            (rows, self._pool.submit(self._transcribe_part, [windows[r] for r in rows]))
+            for rows in parts
+        ]
+        hypotheses: list[Hypothesis | None] = [None] * len(windows)
+        for rows, future in running:
+            for row, result in zip(rows, future.result()):
+                hypotheses[row] = result
+        return [h for h in hypotheses if h is not None]
+
+    def _transcribe_part(self, windows: list[Window]) -> list[Hypothesis]:
+        """One worker's share of a batch, decoded in one batched call per step."""
         lengths = [len(w.audio) for w in windows]
         encoder_output = self._encode([w.audio for w in windows])
         languages = self._languages(encoder_output, windows)
@@ -302,6 +331,22 @@ class CTranslate2Engine:
         token_starts_s = time_indices[jumps] / self._whisper.tokens_per_second
         timings = word_timings(tokenizer, text_tokens, token_starts_s, alignment.text_token_probs)
         return window_words(timings, duration_s, _segment_token_ends(all_tokens, tokenizer))
+
+
+def split_batch(lengths: list[int], parts: int) -> list[list[int]]:
+    """Rows of a batch in at most `parts` groups of near-equal count, windows of similar length
+    together (a batch is encoded at its longest window's length)."""
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    count = min(parts, len(order))
+    if count <= 1:
+        return [order]
+    size, extra = divmod(len(order), count)
+    groups, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        groups.append(order[start:end])
+        start = end
+    return groups
 
 
 def _take_rows(storage: ctranslate2.StorageView, rows: list[int]) -> ctranslate2.StorageView:
