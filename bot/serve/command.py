@@ -89,12 +89,14 @@ def serve_local(config: Config) -> int:
     from bot.asr.factory import create_engine
     from bot.serve.capacity import measure_capacity
     from bot.serve.hub import HubLimits, SessionHub
+    from bot.serve.memory import HeapReleaser
     from bot.serve.server import ServeServer
 
+    heap = HeapReleaser()  # before the engine starts its threads
     engine = create_engine(config.engine)
     options = config.streaming.options()
     max_sessions = config.serve.max_sessions or measure_capacity(engine, options.max_batch)
-    hub = SessionHub(engine, options, HubLimits.of(config.serve, max_sessions))
+    hub = SessionHub(engine, options, HubLimits.of(config.serve, max_sessions), heap)
     out_dir = Path(config.serve.out_dir) if config.serve.out_dir else None
     if out_dir is not None:
         try:

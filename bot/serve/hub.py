@@ -22,6 +22,7 @@ import numpy as np
 from bot.asr.engine import DEFAULT_TASK, Engine, Hypothesis, Task, Window
 from bot.config import ServeConfig
 from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, CommittedWord, EndOfStream
+from bot.serve.memory import HeapReleaser
 from bot.streaming.options import StreamingOptions
 from bot.streaming.transcriber import StreamingTranscriber
 
@@ -32,6 +33,7 @@ DRAINING_RETRY_S = 2.0
 LATENCY_WINDOW = 2000
 # Round time is smoothed over about this many rounds before it counts as overload.
 ROUND_SMOOTHING = 0.2
+HEAP_RELEASE_EVERY_S = 60.0
 
 UpdateCallback = Callable[[CaptionUpdate], None]
 DropCallback = Callable[[float, float], None]
@@ -125,8 +127,12 @@ class SessionHub:
         engine: Engine,
         options: StreamingOptions | None = None,
         limits: HubLimits | None = None,
+        heap: HeapReleaser | None = None,
     ) -> None:
+        """`heap`, if given, is trimmed every `HEAP_RELEASE_EVERY_S` from the engine thread."""
         self.engine = engine
+        self._heap = heap
+        self._heap_released = time.monotonic()
         self.options = options or StreamingOptions()
         self.limits = limits or HubLimits()
         self._metered = _MeteredEngine(engine)
@@ -268,6 +274,7 @@ class SessionHub:
         try:
             while not self._stop.is_set():
                 backlog = self._take_audio()
+                self._release_heap()
                 if self._flush_requested:
                     self._deliver(self._transcriber.flush())
                     self._flush_requested = False
@@ -292,6 +299,12 @@ class SessionHub:
                 sessions = list(self._sessions.values())
             for session in sessions:
                 session.finished.set()
+
+    def _release_heap(self) -> None:
+        if self._heap is None or time.monotonic() - self._heap_released < HEAP_RELEASE_EVERY_S:
+            return
+        self._heap.release()
+        self._heap_released = time.monotonic()
 
     def _round(self) -> list[CaptionUpdate]:
         self._metered.last_batch = 0
