@@ -74,7 +74,7 @@ class CTranslate2Engine:
                 device=device,
                 compute_type=compute_type,
                 cpu_threads=cpu_threads,
-                num_workers=workers,
+                num_workers=max(1, workers),
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as error:
@@ -119,18 +119,16 @@ class CTranslate2Engine:
         if not windows:
             return []
         self._language_support.check_windows(windows)
-        parts = split_batch([len(w.audio) for w in windows], self.workers)
-        if self._pool is None or len(parts) == 1:
+        if self._pool is None or len(windows) == 1:
             return self._transcribe_part(windows)
-        running = [
-            (rows, self._pool.submit(self._transcribe_part, [windows[r] for r in rows]))
-            for rows in parts
-        ]
-        hypotheses: list[Hypothesis | None] = [None] * len(windows)
-        for rows, future in running:
-            for row, result in zip(rows, future.result()):
-                hypotheses[row] = result
-        return [h for h in hypotheses if h is not None]
+        parts = split_batch([len(w.audio) for w in windows], self.workers)
+        decoded = self._pool.map(
+            lambda rows: self._transcribe_part([windows[r] for r in rows]), parts
+        )
+        by_row: dict[int, Hypothesis] = {}
+        for rows, hypotheses in zip(parts, decoded):
+            by_row.update(zip(rows, hypotheses))
+        return [by_row[row] for row in range(len(windows))]
 
     def _transcribe_part(self, windows: list[Window]) -> list[Hypothesis]:
         """One worker's share of a batch, decoded in one batched call per step."""

@@ -5,7 +5,9 @@ memory from them only when the top of an arena is free. The engine's worker thre
 Runtime's and the event loop's free windows, features and tensors in all of them, so RSS
 creeps up although Python's own allocations stay flat (measured: 2.9 MB of Python growth in
 9 minutes against ~1.8 MB/min of RSS, and `malloc_trim` gave back 50-75 MB). Two arenas and a
-periodic trim keep it flat. Elsewhere than glibc both are no-ops.
+periodic trim return that; they did not make RSS flat (the 2-hour soak of 4 sessions still grew
+about 2.3 MB a minute, part of it each session's transcript). Elsewhere than glibc both are
+no-ops.
 """
 
 from __future__ import annotations
@@ -35,14 +37,8 @@ class HeapReleaser:
         self._libc = _glibc()
         if self._libc is not None and arenas > 0 and not self._libc.mallopt(M_ARENA_MAX, arenas):
             logger.debug("mallopt(M_ARENA_MAX, %d) refused", arenas)
-        self.trims = 0
-
-    @property
-    def active(self) -> bool:
-        return self._libc is not None
 
     def release(self) -> None:
         """Return free heap pages to the system (a few milliseconds)."""
         if self._libc is not None:
             self._libc.malloc_trim(0)
-            self.trims += 1
