@@ -27,13 +27,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import english_wer
 
 REPO = Path(__file__).resolve().parents[1]
 # What the build reads; copied out so the build leaves nothing (build/, *.egg-info) in the tree.
 BUILD_INPUTS = ("bot", "overlays", "pyproject.toml", "setup.py", "README.md", "LICENSE")
 # Left out of the dependencies the fresh venv sees (names in site-packages, lower case).
 HIDDEN_PREFIXES = ("pyaudio", "__editable__", "captionbot-", "__pycache__")
-JFK_WORDS = "ask not what your country can do for you"
+JFK = (
+    "And so my fellow Americans, ask not what your country can do for you, "
+    "ask what you can do for your country."
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,10 @@ def test_the_installed_command_transcribes_the_bundled_sample_and_serves_the_ove
         "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    text = (out / "jfk.txt").read_text().lower()
-    assert JFK_WORDS in text.replace(",", "")
+    text = (out / "jfk.txt").read_text()
+    # One word in 22 at most: tiny.en's int8 kernels differ by CPU ("asked not" on some).
+    assert english_wer(JFK, text) < 0.1, text
+    words = text.lower().replace(",", "").split()
 
     overlay = subprocess.Popen(
         ["captionbot", "overlay", "--follow", str(out / "jfk.json"), "--port", "0"],
@@ -188,9 +194,9 @@ def test_the_installed_command_transcribes_the_bundled_sample_and_serves_the_ove
                 assert response.status == 200
                 assert marker in response.read().decode().lower()
         deadline = time.monotonic() + 10
-        while JFK_WORDS not in _committed(url) and time.monotonic() < deadline:
+        while _committed(url).split() != words and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert JFK_WORDS in _committed(url)
+        assert _committed(url).split() == words  # the overlay shows what the file holds
     finally:
         overlay.send_signal(signal.SIGINT)
         overlay.wait(10)

@@ -103,3 +103,21 @@ def test_sessions_survive_an_asr_replica_killed_mid_stream(
         served = english_wer(row["text"], text)
         alone = english_wer(row["text"], transcribe_reference(tiny_engine, audio))
         assert served <= alone + 0.15, (item_id, served, alone, text)
+
+
+def test_a_cpu_replica_sizes_its_engine_by_its_own_cpus_not_the_machines() -> None:
+    from bot.asr.factory import ct2_parallelism
+    from bot.serve.ray_app import replica_engine_config
+
+    def parallelism(engine: EngineConfig, cpus: float, gpus: float = 0.0) -> tuple[int, int]:
+        sized = replica_engine_config(engine, cpus, gpus)
+        found = ct2_parallelism(sized, "cuda" if gpus else "cpu", cores=16)
+        return found.workers, found.threads
+
+    auto = EngineConfig(model="tiny.en")
+    assert parallelism(auto, 0.5) == (1, 1)  # on 16 cores, auto alone would give 8 workers
+    assert parallelism(auto, 2.0) == (2, 1)
+    assert parallelism(EngineConfig(model="tiny.en", workers=3, cpu_threads=2), 1.0) == (3, 2)
+    assert parallelism(auto, 1.0, gpus=1.0) == (1, 0)  # a GPU takes its batch whole
+    jax = EngineConfig(model="tiny.en", name="jax")
+    assert replica_engine_config(jax, 0.5, 0.0) == jax

@@ -328,6 +328,45 @@ def test_the_file_sink_writes_a_playable_mp4_of_the_right_duration(tmp_path: Pat
     assert ok and _pixels_near(first[H - 120 :], (255, 255, 255), 40) > 100
 
 
+class StallingSource(BackgroundSource):
+    """The meeting video, except that one read takes `stall_s` (a busy machine)."""
+
+    def __init__(self, stall_at: int, stall_s: float) -> None:
+        super().__init__("#202020", W, H)
+        self.reads, self.stall_at, self.stall_s = 0, stall_at, stall_s
+
+    def read(self) -> np.ndarray:
+        self.reads += 1
+        if self.reads == self.stall_at:
+            time.sleep(self.stall_s)
+        return super().read()
+
+
+def test_a_compositor_that_falls_behind_still_writes_a_file_that_keeps_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stalled.mp4"
+    config = Config(video=VideoConfig(width=W, height=H, fps=25), sinks=SinksConfig(file=str(path)))
+    compositor = Compositor(config)
+    source = StallingSource(stall_at=10, stall_s=1.0)
+    source.open()
+    (sink,) = create_sinks(config.sinks, W, H, 25)
+    stop = threading.Event()
+    timer = threading.Timer(3.0, stop.set)
+    started = time.monotonic()
+    timer.start()
+    compositor._loop(source, [sink], queue.Queue(), stop, queue.Queue())
+    ran_s = time.monotonic() - started
+    sink.close()
+    assert compositor.dropped_frames >= 20  # the second it stalled
+    capture = cv2.VideoCapture(str(path))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    assert written == compositor.frames + compositor.dropped_frames
+    assert abs(written / 25 - ran_s) < 0.2, (written, ran_s)
+
+
 def test_a_file_sink_into_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="missing"):
         FfmpegSink(str(tmp_path / "no" / "such" / "out.mp4"), W, H, 25)
@@ -366,6 +405,8 @@ def test_compositor_in_its_own_process_writes_the_captioned_video(tmp_path: Path
         if not ok:
             break
         frames.append(frame)
-    assert len(frames) == report.counters["frames"]
+    # Every frame drawn is in the file, and each one the compositor was late for is repeated.
+    assert report.counters["sink_dropped_frames"] == 0
+    assert len(frames) == report.counters["frames"] + report.counters["dropped_frames"]
     assert _pixels_near(frames[-1][H - 120 :], (255, 255, 255), 40) > 100
     assert _pixels_near(frames[0][H - 120 :], (255, 255, 255), 40) == 0

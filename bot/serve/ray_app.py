@@ -55,6 +55,18 @@ def _batched(method):  # noqa: ANN001, ANN202 - @serve.batch where Ray is instal
     return _ray_serve.batch(method) if _ray_serve is not None else method
 
 
+def replica_engine_config(
+    engine: EngineConfig, replica_cpus: float, replica_gpus: float
+) -> EngineConfig:
+    """The engine a replica builds. Left on auto, a CPU replica sizes its CTranslate2 workers by
+    its own share of CPUs, not the machine's cores: Ray packs replicas side by side, and two
+    replicas of 0.5 CPU each spreading over every core would fight for them."""
+    if replica_gpus > 0 or engine.name == "jax":
+        return engine
+    workers = engine.workers or max(1, int(replica_cpus))
+    return engine.model_copy(update={"workers": workers, "cpu_threads": engine.cpu_threads or 1})
+
+
 class AsrReplica:
     """Stateless ASR: one engine per replica, batched over every caller."""
 
@@ -213,7 +225,13 @@ class RayService:
         asr = (
             serve.deployment(AsrReplica, name="asr")
             .options(**options)
-            .bind(config.engine.model_dump(), max_batch, ray_config.batch_wait_s)
+            .bind(
+                replica_engine_config(
+                    config.engine, ray_config.replica_cpus, ray_config.replica_gpus
+                ).model_dump(),
+                max_batch,
+                ray_config.batch_wait_s,
+            )
         )
         ingress = serve.deployment(Ingress, name="ingress").options(
             num_replicas=1, ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=100

@@ -32,6 +32,7 @@ class MeetingVideoSink:
     def __init__(self, port: int, fps: float) -> None:
         self.name = f"meeting camera on 127.0.0.1:{port}"
         self.dropped = 0
+        self.keeps_timeline = False
         self.sent = 0
         self.port = port
         self.period = 1.0 / fps

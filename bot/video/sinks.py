@@ -2,7 +2,9 @@
 the bot's camera in a meeting it joined (meeting.py).
 
 Sinks never block the compositor for long: ffmpeg-based sinks are fed by a writer thread
-through a two-frame queue, and a frame that does not fit is dropped (counted).
+through a queue, and a frame that does not fit is dropped (counted). A live stream or preview
+queues two frames (late frames are worse than dropped ones); a file queues a few seconds, so
+the encoder starting up or falling behind for a moment under load costs the file no frames.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ from bot.errors import DeviceError, OutputError
 
 logger = logging.getLogger(__name__)
 
+LIVE_QUEUE_FRAMES = 2
+FILE_QUEUE_S = 4.0
+FILE_QUEUE_BYTES = 256 * 1024 * 1024
+
 V4L2LOOPBACK_HINT = (
     "create one with `sudo modprobe v4l2loopback exclusive_caps=1 card_label=captionbot` "
     "(package v4l2loopback-dkms)"
@@ -33,6 +39,8 @@ V4L2LOOPBACK_HINT = (
 class VideoSink(Protocol):
     name: str
     dropped: int
+    keeps_timeline: bool
+    """A recording: frames the compositor was late for are sent again, so the file keeps time."""
 
     def send(self, frame: np.ndarray) -> None:
         """Take one BGR frame; raise OutputError if the sink died."""
@@ -51,6 +59,7 @@ class VirtualCameraSink:
 
         self.name = "virtual camera"
         self.dropped = 0
+        self.keeps_timeline = False
         try:
             self._camera = pyvirtualcam.Camera(
                 width,
@@ -137,7 +146,12 @@ class FfmpegSink:
         self._process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
         )
-        self._frames: queue.Queue[bytes | None] = queue.Queue(maxsize=2)
+        live = preview or "://" in target
+        self.keeps_timeline = not live
+        self._frames: queue.Queue[bytes | None] = queue.Queue(
+            maxsize=LIVE_QUEUE_FRAMES if live else file_queue_frames(width, height, fps)
+        )
+        self._close_wait_s = 5.0 if live else 5.0 + FILE_QUEUE_S
         self._error: str | None = None
         self._writer = threading.Thread(target=self._write, name=f"sink {self.name}", daemon=True)
         self._writer.start()
@@ -174,8 +188,8 @@ class FfmpegSink:
     def close(self) -> None:
         """Let ffmpeg finish the file or stream (a few seconds at most)."""
         with contextlib.suppress(queue.Full):
-            self._frames.put(None, timeout=2)
-        self._writer.join(timeout=5)
+            self._frames.put(None, timeout=self._close_wait_s)
+        self._writer.join(timeout=self._close_wait_s)
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
@@ -184,6 +198,12 @@ class FfmpegSink:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def file_queue_frames(width: int, height: int, fps: float) -> int:
+    """Frames a file sink may queue: FILE_QUEUE_S of video, at most FILE_QUEUE_BYTES."""
+    frame_bytes = width * height * 3
+    return max(LIVE_QUEUE_FRAMES, min(round(FILE_QUEUE_S * fps), FILE_QUEUE_BYTES // frame_bytes))
 
 
 def create_sinks(config: SinksConfig, width: int, height: int, fps: float) -> list[VideoSink]:
