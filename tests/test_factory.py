@@ -68,19 +68,21 @@ def test_the_engine_info_carries_the_choice_and_the_offline_reference() -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "threads", "device", "expected"),
+    ("workers", "threads", "device", "many_sessions", "expected"),
     [
-        (0, 0, "cpu", Parallelism(2, 1)),  # auto: a single-thread worker per core
-        (1, 0, "cpu", Parallelism(1, 2)),
-        (0, 2, "cpu", Parallelism(1, 2)),
-        (3, 1, "cpu", Parallelism(3, 1)),
-        (0, 0, "cuda", Parallelism(1, 0)),  # a GPU takes the batch whole
+        (0, 0, "cpu", True, Parallelism(2, 1)),  # a service: a single-thread worker per core
+        (0, 0, "cpu", False, Parallelism(1, 2)),  # a bot: one worker on every core
+        (1, 0, "cpu", True, Parallelism(1, 2)),
+        (0, 2, "cpu", True, Parallelism(1, 2)),
+        (3, 1, "cpu", False, Parallelism(3, 1)),
+        (0, 0, "cuda", True, Parallelism(1, 0)),  # a GPU takes the batch whole
     ],
 )
-def test_ctranslate2_workers_and_threads(workers, threads, device, expected) -> None:
+def test_ctranslate2_workers_and_threads(workers, threads, device, many_sessions, expected) -> None:
     config = EngineConfig(workers=workers, cpu_threads=threads)
-    assert ct2_parallelism(config, device, cores=2) == expected
+    found = ct2_parallelism(config, device, cores=2, many_sessions=many_sessions)
+    assert found == expected
 
 
 def test_auto_uses_one_worker_per_core_up_to_a_cap() -> None:
-    assert ct2_parallelism(EngineConfig(), "cpu", cores=32) == Parallelism(8, 1)
+    assert ct2_parallelism(EngineConfig(), "cpu", cores=32, many_sessions=True) == Parallelism(8, 1)

@@ -87,12 +87,13 @@ def choose_engine(
     return EngineChoice("ctranslate2", device, compute_type, reason)
 
 
-def create_engine(config: EngineConfig) -> Engine:
+def create_engine(config: EngineConfig, many_sessions: bool = False) -> Engine:
+    """The engine of `config`; `many_sessions` (a service) sizes CTranslate2 for big batches."""
     resolved = resolve_model(config.model)
     choice = choose_engine(config, resolved.format)
     logger.info("engine %s", choice.describe())
     logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
-    engine = _build(config, resolved, choice)
+    engine = _build(config, resolved, choice, many_sessions)
     engine.info = replace(engine.info, reason=choice.reason)
     return engine
 
@@ -104,7 +105,9 @@ def create_engine_for(config: Config) -> Engine:
     return engine
 
 
-def _build(config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice) -> Engine:
+def _build(
+    config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice, many_sessions: bool
+) -> Engine:
     options = DecodeOptions(beam_size=config.beam_size, audio_context=config.audio_context)
     if choice.engine == "jax":
         from bot.asr.jax.engine import JaxEngine
@@ -122,7 +125,7 @@ def _build(config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice) 
         return engine
     from bot.asr.ctranslate2_engine import CTranslate2Engine
 
-    parallelism = ct2_parallelism(config, choice.device)
+    parallelism = ct2_parallelism(config, choice.device, many_sessions=many_sessions)
     return CTranslate2Engine(
         resolved.path,
         resolved.name,
@@ -143,12 +146,15 @@ class Parallelism:
     threads: int
 
 
-def ct2_parallelism(config: EngineConfig, device: str, cores: int | None = None) -> Parallelism:
-    """Workers and threads for `config` on `device`; auto (0) on a CPU means one single-thread
-    worker per core. Measured on 2 cores (bench/engine_parallelism.py): a batch split over
-    two 1-thread workers decodes in half the time of one 2-thread worker, and one 1-thread
-    worker decodes a single window faster than two threads do; Whisper's matrices are too
-    small for CTranslate2's threads to pay. A GPU takes the batch whole."""
+def ct2_parallelism(
+    config: EngineConfig, device: str, cores: int | None = None, many_sessions: bool = False
+) -> Parallelism:
+    """Workers and threads for `config` on `device`. Auto (0) on a CPU: a service
+    (`many_sessions`) runs one single-thread worker per core, a bot one worker on every core.
+    Measured on 2 cores (bench/engine_parallelism.py): a batch split over two 1-thread workers
+    decodes in half the time of one 2-thread worker, but a bot's one or two streams gain
+    nothing from the split, and a single-thread engine beside Chromium or ffmpeg gets a smaller
+    share of the CPU (the kernel shares it per thread). A GPU takes the batch whole."""
     if device != "cpu":
         return Parallelism(config.workers or 1, config.cpu_threads)
     cores = cores or len(os.sched_getaffinity(0))
@@ -158,6 +164,8 @@ def ct2_parallelism(config: EngineConfig, device: str, cores: int | None = None)
         return Parallelism(config.workers, max(1, cores // config.workers))
     if config.cpu_threads:
         return Parallelism(max(1, cores // config.cpu_threads), config.cpu_threads)
+    if not many_sessions:
+        return Parallelism(1, cores)
     return Parallelism(min(cores, MAX_CPU_WORKERS), 1)
 
 
