@@ -16,8 +16,11 @@ def text(hypothesis) -> str:
 
 
 def test_a_batch_of_windows_gives_the_same_words_as_one_window_at_a_time(tiny_engine, load_item):
+    # Windows of one length: a batch is encoded at its longest window, so a shorter one would
+    # hear extra silence (fleurs_en_003 is 5.76 s; padded to 8 s, tiny.en repeats its sentence
+    # on some CPUs), and that is padding, not batching.
     windows = [
-        Window(load_item(item)[0][: 8 * SAMPLE_RATE], "transcribe", "en")
+        Window(load_item(item)[0][: int(5.5 * SAMPLE_RATE)], "transcribe", "en")
         for item in ["ljspeech_LJ001-0100", "fw_jfk", "fleurs_en_003"]
     ]
     one_by_one = [text(tiny_engine.transcribe([w])[0]) for w in windows]
