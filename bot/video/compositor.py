@@ -110,8 +110,7 @@ class Compositor:
             frame = source.read()
             self.renderer.draw(frame)
             for sink in sinks:
-                for _ in range(1 + late if sink.keeps_timeline else 1):
-                    sink.send(frame)
+                sink.send(frame, late)
             wall = time.time()
             self.frames += 1
             self.times.add((time.perf_counter() - started) * 1000)

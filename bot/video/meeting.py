@@ -32,7 +32,6 @@ class MeetingVideoSink:
     def __init__(self, port: int, fps: float) -> None:
         self.name = f"meeting camera on 127.0.0.1:{port}"
         self.dropped = 0
-        self.keeps_timeline = False
         self.sent = 0
         self.port = port
         self.period = 1.0 / fps
@@ -57,7 +56,7 @@ class MeetingVideoSink:
         self._encoder.start()
         logger.info("publishing to %s", self.name)
 
-    def send(self, frame: np.ndarray) -> None:
+    def send(self, frame: np.ndarray, late: int = 0) -> None:
         with self._fresh:
             self._frame = frame.copy()
             self._fresh.notify()

@@ -39,11 +39,10 @@ V4L2LOOPBACK_HINT = (
 class VideoSink(Protocol):
     name: str
     dropped: int
-    keeps_timeline: bool
-    """A recording: frames the compositor was late for are sent again, so the file keeps time."""
 
-    def send(self, frame: np.ndarray) -> None:
-        """Take one BGR frame; raise OutputError if the sink died."""
+    def send(self, frame: np.ndarray, late: int = 0) -> None:
+        """Take one BGR frame, after `late` frames the compositor missed (a recording writes this
+        one in their place, so the file keeps time); raise OutputError if the sink died."""
         ...
 
     def close(self) -> None: ...
@@ -59,7 +58,6 @@ class VirtualCameraSink:
 
         self.name = "virtual camera"
         self.dropped = 0
-        self.keeps_timeline = False
         try:
             self._camera = pyvirtualcam.Camera(
                 width,
@@ -78,7 +76,7 @@ class VirtualCameraSink:
         self.name = f"virtual camera {self._camera.device}"
         logger.info("publishing to %s", self.name)
 
-    def send(self, frame: np.ndarray) -> None:
+    def send(self, frame: np.ndarray, late: int = 0) -> None:
         self._camera.send(frame)
 
     def close(self) -> None:
@@ -147,8 +145,9 @@ class FfmpegSink:
             command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
         )
         live = preview or "://" in target
-        self.keeps_timeline = not live
-        self._frames: queue.Queue[bytes | None] = queue.Queue(
+        self._keeps_timeline = not live
+        # (frame, times to write it)
+        self._frames: queue.Queue[tuple[bytes, int] | None] = queue.Queue(
             maxsize=LIVE_QUEUE_FRAMES if live else file_queue_frames(width, height, fps)
         )
         self._close_wait_s = 5.0 if live else 5.0 + FILE_QUEUE_S
@@ -156,22 +155,25 @@ class FfmpegSink:
         self._writer = threading.Thread(target=self._write, name=f"sink {self.name}", daemon=True)
         self._writer.start()
 
-    def send(self, frame: np.ndarray) -> None:
+    def send(self, frame: np.ndarray, late: int = 0) -> None:
         if self._error is not None:
             raise OutputError(self._error)
+        copies = 1 + late if self._keeps_timeline else 1
         try:
-            self._frames.put_nowait(frame.tobytes())
+            self._frames.put_nowait((frame.tobytes(), copies))
         except queue.Full:
-            self.dropped += 1
+            self.dropped += copies
 
     def _write(self) -> None:
         assert self._process.stdin is not None
         while True:
-            data = self._frames.get()
-            if data is None:
+            item = self._frames.get()
+            if item is None:
                 break
+            data, copies = item
             try:
-                self._process.stdin.write(data)
+                for _ in range(copies):
+                    self._process.stdin.write(data)
             except (BrokenPipeError, OSError):
                 self._error = f"{self.name}: {self._stderr_tail() or 'ffmpeg stopped'}"
                 return
