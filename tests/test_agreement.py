@@ -142,3 +142,36 @@ def test_case_disagreement_is_settled_by_left_context_then_by_the_sentence():
     committed = same_start.insert(words("we met. Then we left"), 0.0, now=2.0)
     assert texts(committed) == "we met. Then we"
     assert texts(same_start.insert(words("we met. Then we Left Paris"), 0.0, 3.0)) == "left"
+
+
+def test_the_last_decode_keeps_tentative_words_it_left_out():
+    """The end of JFK decoded from a cut: "for your country." alone, its "for" aligned over
+    "ask what you can do" (tentative from the decode before): no decode follows to fix it."""
+    agreement = LocalAgreement()
+    agreement.insert(words("ask what you can do for your country.", 8.0), 7.2, now=10.6)
+    heard = [
+        Word(" for", 8.05, 9.41),
+        Word(" your", 9.41, 10.09),
+        Word(" country.", 10.09, 10.45),
+    ]
+    kept = agreement.insert(heard, 7.2, now=11.0, last=True) + [p.word for p in agreement.pending]
+    assert texts(kept) == "ask what you can do for your country."
+    assert all(a.end <= b.start for a, b in zip(kept, kept[1:])), kept
+
+
+def test_the_last_decode_keeps_tentative_words_before_its_first_word_when_texts_differ():
+    agreement = LocalAgreement()
+    agreement.insert(words("we choose to go", 1.0), 0.0, now=3.0)
+    kept = agreement.insert(words("moon", 3.0), 2.8, now=4.0, last=True)
+    assert texts(kept + [p.word for p in agreement.pending]) == "we choose to go moon"
+    agreement = LocalAgreement()
+    agreement.insert(words("we choose to go", 1.0), 0.0, now=3.0)
+    kept = agreement.insert([], 2.8, now=4.0, last=True)
+    assert texts(kept + [p.word for p in agreement.pending]) == "we choose to go"
+
+
+def test_a_decode_that_is_not_the_last_replaces_the_tentative_words():
+    agreement = LocalAgreement()
+    agreement.insert(words("ask what you can do for your country.", 8.0), 7.2, now=10.6)
+    agreement.insert(words("for your country.", 9.5), 7.2, now=11.0)
+    assert texts([p.word for p in agreement.pending]) == "for your country."

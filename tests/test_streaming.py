@@ -8,7 +8,7 @@ from conftest import english_wer
 
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
-from bot.messages import SAMPLE_RATE, CaptionUpdate
+from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, EndOfStream, join_words
 from bot.outputs.transcript import Transcript, TranscriptRecorder
 from bot.streaming.agreement import normalized
 from bot.streaming.feeding import Recording, run_fast, run_realtime
@@ -276,3 +276,40 @@ def test_the_end_of_a_long_file_is_committed_once_without_a_loop(base_engine, lo
     assert all(w.end > w.start for w in words), words
     assert english_wer(" ".join(s["text"] for s in last), text) < 0.15, text
     assert text.count("1469") + text.lower().count("sixty-nine") == 1, text
+
+
+@pytest.mark.parametrize(
+    "decode_at_s",
+    [
+        (0.5, 1.1, 2.1, 2.8, 4.0, 5.2, 6.7, 8.5, 10.6),
+        (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.9, 8.4, 9.6),
+    ],
+)
+def test_the_last_decode_does_not_lose_words_a_slow_machine_left_tentative(
+    tiny_engine, decode_at_s
+):
+    """JFK decoded at the moments a loaded machine decoded it (three served sessions on two
+    busy cores): the last decode before the end leaves "ask what you can do ..." tentative,
+    and the final decode, from a cut at "for", hears only "for your country." (tiny.en)."""
+    audio = load_audio(bundled_sample())
+    transcriber = StreamingTranscriber(tiny_engine, clock="audio")
+    transcriber.open("jfk", "transcribe", "en")
+    committed = []
+    fed = 0
+    for moment_s in (*decode_at_s, None):
+        end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
+        transcriber.feed(AudioChunk("jfk", audio[fed:end], fed / SAMPLE_RATE))
+        fed = end
+        if moment_s is None:
+            transcriber.feed(EndOfStream("jfk"))
+        for update in transcriber.step():
+            committed += update.committed
+    while transcriber.active:
+        for update in transcriber.step():
+            committed += update.committed
+    text = join_words(committed)
+    assert "ask what you can do for your country" in normalized_words(text), text
+
+
+def normalized_words(text: str) -> str:
+    return " ".join(n for n in (normalized(w) for w in text.split()) if n)

@@ -10,6 +10,8 @@ from bot.messages import CommittedWord, Word
 from bot.text import ends_sentence
 
 TAIL_WORDS = 40
+UNHEARD_MARGIN_S = 0.05
+UNHEARD_MATCH_WORDS = 3
 ECHO_WORDS = 4
 ECHO_WORD_S = 0.1
 """A run of `ECHO_WORDS`+ words already committed or already in the hypothesis, squeezed into
@@ -53,11 +55,24 @@ class LocalAgreement:
         return self._tail[-1].end if self._tail else 0.0
 
     def insert(
-        self, words: list[Word], window_start: float, now: float, until: float | None = None
+        self,
+        words: list[Word],
+        window_start: float,
+        now: float,
+        until: float | None = None,
+        last: bool = False,
     ) -> list[CommittedWord]:
         """Take a new hypothesis (absolute times); return the words it commits (those ending
-        by `until`, if given: the rest stay tentative however well they agree)."""
-        new = self._without_repeats(self._after_committed(words, window_start))
+        by `until`, if given: the rest stay tentative however well they agree).
+
+        `last` says no decode follows this one to correct it: tentative words from before its
+        first word are kept, as it may have skipped them (the end of JFK, decoded from a cut
+        at "for", heard only "for your country." after "ask what you can do" was tentative).
+        """
+        heard = self._after_committed(words, window_start)
+        if last:
+            heard = self._with_unheard_pending(heard)
+        new = self._without_repeats(heard)
         count = 0
         while (
             count < len(new)
@@ -122,6 +137,45 @@ class LocalAgreement:
         if best_length < min(2, len(target)):
             best = estimate
         return list(words[best:])
+
+    def places(self, words: list[Word], window_start: float) -> bool:
+        """Do the first words of this hypothesis (after what is committed) agree with the
+        tentative words, or continue them? True when nothing is tentative."""
+        if not self.pending:
+            return True
+        return self._found_in_pending(self._after_committed(words, window_start)) is not None
+
+    def _found_in_pending(self, heard: list[Word]) -> int | None:
+        """Where the first words of `heard` are among the tentative words, by text."""
+        head = [normalized(w.text) for w in heard[:UNHEARD_MATCH_WORDS]]
+        if not head or (len(head) == 1 and len(heard) > 1):
+            return None
+        tentative = [normalized(p.word.text) for p in self.pending]
+        for start in range(len(tentative) - len(head) + 1):
+            if tentative[start : start + len(head)] == head:
+                return start
+        return None
+
+    def _with_unheard_pending(self, heard: list[Word]) -> list[Word]:
+        """`heard` after the leading tentative words it left out.
+
+        Where its first words are found among the tentative ones, those before them are kept,
+        and the found ones keep their tentative times (heard with more left context: a cut
+        window aligned JFK's "for" over "ask what you can do"). Otherwise the tentative words
+        that end before its first word starts are kept; all of them when it heard nothing.
+        """
+        if not heard:
+            return [p.word for p in self.pending]
+        found = self._found_in_pending(heard)
+        if found is not None:
+            count = min(UNHEARD_MATCH_WORDS, len(heard))
+            return [p.word for p in self.pending[: found + count]] + heard[count:]
+        kept = []
+        for pending in self.pending:
+            if pending.word.end > heard[0].start + UNHEARD_MARGIN_S:
+                break
+            kept.append(pending.word)
+        return kept + heard
 
     def _without_repeated_tail(self, words: list[Word]) -> list[Word]:
         """After a cut at the committed end, the model may still repeat the last few words."""
