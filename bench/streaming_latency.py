@@ -38,10 +38,10 @@ def _streaming_run(item: dict, audio_path: str, args: dict, queue: multiprocessi
     from bot.streaming.feeding import Recording, run_fast, run_realtime
     from bot.streaming.transcriber import StreamingTranscriber
 
-    config = load_config(
-        args["config"],
-        {"engine.model": args["model"], "engine.audio_context": args["audio_context"]},
-    )
+    overrides = {"engine.model": args["model"]}
+    if args["audio_context"]:
+        overrides["engine.audio_context"] = args["audio_context"]
+    config = load_config(args["config"], overrides)
     engine = create_engine(config.engine)
     audio = load_audio(audio_path)
     realtime = args["mode"] == "realtime"
@@ -115,7 +115,11 @@ def main() -> int:
     parser.add_argument("--items", nargs="+", default=LONG_ENGLISH, help="manifest ids")
     parser.add_argument("--model", default="base")
     parser.add_argument("--mode", choices=["realtime", "fast"], default="realtime")
-    parser.add_argument("--audio-context", choices=["trimmed", "full"], default="trimmed")
+    parser.add_argument(
+        "--audio-context",
+        choices=["trimmed", "full"],
+        help="engine.audio_context (default: the config's, else trimmed)",
+    )
     parser.add_argument("--config", type=Path, help="YAML config for the streaming system")
     parser.add_argument("--no-offline", action="store_true", help="skip the offline reference")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -189,8 +193,8 @@ def main() -> int:
         "peak RSS MB",
     ]
     print(
-        f"\nmodel {args.model}, audio context {args.audio_context}; latency in seconds after "
-        "the word ended; RTF = compute seconds per audio second"
+        f"\nmodel {args.model}, audio context {args.audio_context or 'from config'}; "
+        "latency in seconds after the word ended; RTF = compute seconds per audio second"
     )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))

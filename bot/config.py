@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import ConfigError
 from bot.languages import LANGUAGE_CODES
+from bot.messages import MIN_CONTEXT_S, WHISPER_WINDOW_S
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 
 
@@ -31,6 +32,7 @@ class EngineConfig(_Section):
     workers: int = Field(0, ge=0, le=64)
     beam_size: int = Field(1, ge=1, le=10)
     audio_context: Literal["trimmed", "full"] = "trimmed"
+    min_context_s: float = Field(MIN_CONTEXT_S, ge=0, le=WHISPER_WINDOW_S)
 
 
 _DEFAULT = StreamingOptions()

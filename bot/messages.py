@@ -14,6 +14,8 @@ import numpy as np
 SAMPLE_RATE = 16_000
 # The audio one Whisper window holds (seconds).
 WHISPER_WINDOW_S = 30.0
+# Least encoder context of a streaming window (silence after a short one); see DecodeOptions.
+MIN_CONTEXT_S = 15.0
 
 
 @dataclass(frozen=True)

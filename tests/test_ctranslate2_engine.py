@@ -78,6 +78,30 @@ def test_trimmed_context_hears_the_same_as_the_full_30_seconds(base_engine, load
         assert trimmed_wer <= full_wer + 0.05, (item, trimmed_wer, full_wer)
 
 
+def test_a_short_window_is_encoded_at_least_min_context_s(tiny_engine, load_item):
+    """The encoder sees the window, its silence tail, and silence up to `min_context_s`; a
+    window longer than that keeps its own length (50 encoder frames a second)."""
+
+    def engine(min_context_s: float) -> CTranslate2Engine:
+        options = DecodeOptions(min_context_s=min_context_s)
+        return CTranslate2Engine(tiny_engine.model_path, "tiny.en", options=options)
+
+    tail_only, wider = engine(0.0), engine(10.0)
+    audio = load_item("fw_jfk")[0]
+    short, long = audio[: 2 * SAMPLE_RATE], audio[: 11 * SAMPLE_RATE]
+    assert tail_only._encode([short]).shape[1] == 150  # 2 s + 1 s tail
+    assert wider._encode([short]).shape[1] == 500
+    assert wider._encode([long]).shape[1] == tail_only._encode([long]).shape[1] == 600
+    assert tiny_engine.options.min_context_s == 15.0  # the default
+    heard = text(wider.transcribe([Window(audio[: 4 * SAMPLE_RATE], "transcribe", "en")])[0])
+    assert "fellow Americans" in heard
+
+
+def test_min_context_beyond_the_whisper_window_is_refused():
+    with pytest.raises(ConfigError, match="min_context_s 31"):
+        DecodeOptions(min_context_s=31.0)
+
+
 def test_language_is_detected_per_window(base_engine, load_item):
     german = load_item("fleurs_de_001")[0]
     english = load_item("fw_jfk")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -252,6 +253,19 @@ def test_batched_results_equal_unbatched(jax_tiny, jfk, load_item) -> None:
     batched = [_text(h) for h in jax_tiny.transcribe(windows)]
     alone = [_text(jax_tiny.transcribe([w])[0]) for w in windows]
     assert batched == alone
+
+
+def test_a_short_window_is_encoded_in_a_bucket_of_at_least_min_context_s(jax_tiny) -> None:
+    two_seconds, eleven = 2 * SAMPLE_RATE, 11 * SAMPLE_RATE
+    saved = jax_tiny.options
+    buckets = {}
+    try:
+        for min_context_s in (0.0, 10.0, saved.min_context_s):
+            jax_tiny.options = dataclasses.replace(saved, min_context_s=min_context_s)
+            buckets[min_context_s] = (jax_tiny.bucket_s(two_seconds), jax_tiny.bucket_s(eleven))
+    finally:
+        jax_tiny.options = saved
+    assert buckets == {0.0: (5.0, 15.0), 10.0: (10.0, 15.0), 15.0: (15.0, 15.0)}
 
 
 def test_german_speech_is_translated_to_english(jax_base, load_item) -> None:

@@ -424,6 +424,26 @@ def test_the_last_decode_of_a_short_buffer_hears_it_whole_for_context():
     assert engine.decoded[-1].start == 0.0
 
 
+def test_a_last_decode_that_stops_before_the_speech_does_decodes_the_rest_again(jfk):
+    """Whisper may end its text early: decoding all of JFK, it stops after "for you." though
+    3 s of speech follow. The VAD still hears that speech, so the audio after the last word
+    heard is decoded once more, and "Ask what you can do for your country." is not lost."""
+
+    def stops_early(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(JFK_WORDS)(start, end, n)
+        if end >= len(jfk) / SAMPLE_RATE - 0.01 and start < 5.0:
+            return [w for w in heard if w.end < 7.6]
+        return heard
+
+    engine = ScriptedEngine.of(a=(jfk, stops_early))
+    captions, _ = play(engine, StreamingOptions(), step_s=4.0)
+    assert captions.text().endswith("for you. Ask what you can do for your country."), (
+        captions.text()
+    )
+    tail = engine.decoded[-1]
+    assert 6.5 < tail.start < 7.6 and tail.window.prompt.endswith("can do for")
+
+
 def test_words_of_no_length_at_the_end_of_a_hypothesis_are_not_speech():
     said = spoken("We will meet again", 0.2)
 

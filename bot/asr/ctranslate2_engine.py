@@ -4,7 +4,9 @@ Streaming windows are decoded with a *trimmed audio context*: the encoder sees t
 short tail of silence instead of the 30 s Whisper pads to. CTranslate2 accepts any frame count,
 the encoder cost falls with it (about 0.1 s for 10 s of audio instead of 0.6-0.8 s for 30 s on
 2 cores), and the silent tail tells the decoder where speech ends, which keeps it from looping
-(measured: without the tail it repeats the last word until the token limit).
+(measured: without the tail it repeats the last word until the token limit). A short window is
+padded with silence to `min_context_s` (15 s): with only the tail Whisper writes more errors on
+it (see DecodeOptions).
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class CTranslate2Engine:
             details={
                 "ctranslate2": ctranslate2.__version__,
                 "audio_context": self.options.audio_context,
+                "min_context_s": f"{self.options.min_context_s:g}",
                 "beam_size": str(self.options.beam_size),
                 "cpu_threads": str(cpu_threads),
                 "workers": str(self.workers),
@@ -193,7 +196,9 @@ class CTranslate2Engine:
         if self.options.audio_context == "full":
             total = int(MAX_WINDOW_S * SAMPLE_RATE)
         else:
-            longest = max(len(a) for a in audios) + tail
+            longest = max(
+                max(len(a) for a in audios) + tail, int(self.options.min_context_s * SAMPLE_RATE)
+            )
             # Whole half-seconds: windows that differ by a few samples share a shape.
             half_second = SAMPLE_RATE // 2
             total = min(

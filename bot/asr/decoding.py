@@ -17,7 +17,7 @@ from typing import Literal, Protocol, TypeVar
 
 from bot.asr.engine import Hypothesis
 from bot.errors import ConfigError
-from bot.messages import WHISPER_WINDOW_S, Word
+from bot.messages import MIN_CONTEXT_S, WHISPER_WINDOW_S, Word
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class DecodeOptions:
     max_prompt_tokens: int = MAX_PROMPT_TOKENS
     audio_context: Literal["trimmed", "full"] = "trimmed"
     silence_tail_s: float = 1.0
+    # A trimmed context is at least this long: Whisper, trained on 30 s windows, writes fewer
+    # errors on a short window given more silence after it (base, 41 short English items
+    # streamed: WER 5.11% at 0, 4.65% at 10, 4.05% at 15, 4.20% at 20; offline 3.60%).
+    min_context_s: float = MIN_CONTEXT_S
     max_tokens_per_second: float = 8.0
 
     def __post_init__(self) -> None:
@@ -48,6 +52,10 @@ class DecodeOptions:
             )
         if self.beam_size < 1:
             raise ConfigError(f"beam size {self.beam_size} must be at least 1")
+        if not 0 <= self.min_context_s <= MAX_WINDOW_S:
+            raise ConfigError(
+                f"min_context_s {self.min_context_s} is outside 0..{MAX_WINDOW_S:g} seconds"
+            )
         if not self.temperatures:
             raise ConfigError("temperatures is empty: give at least one (0.0 is greedy)")
 

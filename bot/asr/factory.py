@@ -108,7 +108,11 @@ def create_engine_for(config: Config) -> Engine:
 def _build(
     config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice, many_sessions: bool
 ) -> Engine:
-    options = DecodeOptions(beam_size=config.beam_size, audio_context=config.audio_context)
+    options = DecodeOptions(
+        beam_size=config.beam_size,
+        audio_context=config.audio_context,
+        min_context_s=config.min_context_s,
+    )
     if choice.engine == "jax":
         from bot.asr.jax.engine import JaxEngine
 

@@ -31,6 +31,8 @@ WORD_SPEECH_MARGIN_S = 0.1
 QUIET_SEARCH_S = 0.25
 QUIET_FRAME = SAMPLE_RATE // 100
 MIN_WORD_S = 0.02
+# The last decode stopped early when the VAD hears speech this long after its last word.
+STOPPED_EARLY_S = 0.5
 """Words this short, two or more in a row or one at the end of a hypothesis, are text the
 aligner found no audio for (Whisper echoing its prompt, or writing past the end: the
 end-of-stream loop "1469. 1469-1470. 1469-1470." had zero-length words): not speech."""
@@ -88,6 +90,9 @@ class OnlineStream:
         self._processed_end = start
         self._window: tuple[float, float] | None = None
         self._decode_whole = False
+        # Where the last decode stopped hearing speech the VAD still hears: the tail after it
+        # is decoded once more on its own.
+        self._tail_from: float | None = None
         self._shown: tuple[tuple[str, ...], ...] = ((), ())
         self.ended = False
         self.finished = False
@@ -139,7 +144,11 @@ class OnlineStream:
     def window(self) -> Window:
         start = self._buffer_start
         inside = [w for w in self._recent if w.end > start]
-        if (
+        if self._tail_from is not None:
+            before = [w for w in inside if w.end <= self._tail_from + 0.05]
+            if len(before) >= 2:
+                start = self._quiet_point(before[-2].end)
+        elif (
             self.ended
             and not self._decode_whole
             and len(inside) >= 2
@@ -181,6 +190,7 @@ class OnlineStream:
         words = self._heard_in_speech(_with_length(timed))
         if (
             self.ended
+            and self._tail_from is None
             and window_start > self._buffer_start
             and not self._agreement.places(words, window_start)
         ):
@@ -189,14 +199,22 @@ class OnlineStream:
             # what you can do" was tentative): the whole buffer is decoded once more instead.
             self._decode_whole = True
             return None
+        last = self.ended
         self._processed_end = window_end
+        if last and self._tail_from is None and self._stopped_early(words, window_start):
+            # The decoder ended its text before the speech did (base heard LJ001-0115 to
+            # "though it", not "professes to avoid ornament," in the 1.8 s after it): what it
+            # heard counts as any update, and the audio after it is decoded again.
+            self._tail_from = words[-1].end if words else window_start
+            self._processed_end = self._tail_from
+            last = False
         self.stats.max_buffer_s = max(self.stats.max_buffer_s, window_end - window_start)
         self._learn_language(hypothesis)
         self._segment_end_times = {timed[i].end for i in hypothesis.segment_ends if i < len(timed)}
         self._heard = words
         self._reheard_held(words)
         committed = self._agreement.insert(
-            words, window_start, now, self._context_limit(), last=self.ended
+            words, window_start, now, self._context_limit(), last=last
         )
         committed += self._finalize_if_paused(now)
         committed += self._trim(now)
@@ -236,6 +254,12 @@ class OnlineStream:
         self.ended = True
         self.finished = True
         return self._update(self._agreement.commit_pending(now), now, final=True)
+
+    def _stopped_early(self, words: list[Word], window_start: float) -> bool:
+        heard_end = words[-1].end if words else window_start
+        return self._detector is not None and self._detector.has_speech(
+            heard_end + STOPPED_EARLY_S, self.received_end
+        )
 
     def _heard_in_speech(self, words: list[Word]) -> list[Word]:
         """Drop words the VAD heard no speech under: Whisper's "Thank you." on silence or noise."""

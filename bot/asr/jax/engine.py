@@ -160,6 +160,7 @@ class JaxEngine:
             details={
                 "jax": jax.__version__,
                 "audio_context": self.options.audio_context,
+                "min_context_s": f"{self.options.min_context_s:g}",
                 "beam_size": "1",
                 "offline_reference": OFFLINE_REFERENCE,
             },
@@ -211,8 +212,8 @@ class JaxEngine:
         """Compile (or load from the cache) the encoders of `buckets_s` and their decoders at
         `batch_sizes`; returns seconds."""
         started = time.perf_counter()
-        if self.options.audio_context == "full":
-            buckets_s = (30.0,)
+        # Buckets under the least context are never used.
+        buckets_s = tuple(b for b in buckets_s if b >= self.bucket_s(0)) or (self.bucket_s(0),)
         tokenizer = self._tokenizers.get("transcribe", "en")
         prefix = self._prefix(tokenizer, "")
         silence = np.zeros(0, np.float32)
@@ -256,7 +257,9 @@ class JaxEngine:
 
     def bucket_s(self, samples: int) -> float:
         """The audio length a window of `samples` is encoded at."""
-        seconds = samples / SAMPLE_RATE + self.options.silence_tail_s
+        seconds = max(
+            samples / SAMPLE_RATE + self.options.silence_tail_s, self.options.min_context_s
+        )
         if self.options.audio_context == "full":
             return 30.0
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
