@@ -15,7 +15,8 @@ SAMPLE_RATE = 16_000
 # The audio one Whisper window holds (seconds).
 WHISPER_WINDOW_S = 30.0
 # Least encoder context of a streaming window (silence after a short one); see DecodeOptions.
-MIN_CONTEXT_S = 15.0
+# Off by default: it helps base on short items and hurt tiny.en on JFK (README, Engines).
+MIN_CONTEXT_S = 0.0
 
 
 @dataclass(frozen=True)

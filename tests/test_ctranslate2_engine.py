@@ -92,7 +92,7 @@ def test_a_short_window_is_encoded_at_least_min_context_s(tiny_engine, load_item
     assert tail_only._encode([short]).shape[1] == 150  # 2 s + 1 s tail
     assert wider._encode([short]).shape[1] == 500
     assert wider._encode([long]).shape[1] == tail_only._encode([long]).shape[1] == 600
-    assert tiny_engine.options.min_context_s == 15.0  # the default
+    assert tiny_engine.options.min_context_s == 0.0  # the default: the tail only
     heard = text(wider.transcribe([Window(audio[: 4 * SAMPLE_RATE], "transcribe", "en")])[0])
     assert "fellow Americans" in heard
 

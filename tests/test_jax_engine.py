@@ -260,7 +260,7 @@ def test_a_short_window_is_encoded_in_a_bucket_of_at_least_min_context_s(jax_tin
     saved = jax_tiny.options
     buckets = {}
     try:
-        for min_context_s in (0.0, 10.0, saved.min_context_s):
+        for min_context_s in (0.0, 10.0, 15.0):
             jax_tiny.options = dataclasses.replace(saved, min_context_s=min_context_s)
             buckets[min_context_s] = (jax_tiny.bucket_s(two_seconds), jax_tiny.bucket_s(eleven))
     finally:

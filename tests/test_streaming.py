@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from conftest import english_wer
 
+from bot.asr.ctranslate2_engine import CTranslate2Engine
+from bot.asr.decoding import DecodeOptions
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
 from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, EndOfStream, join_words
@@ -236,7 +238,7 @@ def jfk_streamed(base_engine):
 def test_a_pause_inside_a_sentence_does_not_end_it(jfk_streamed):
     """JFK pauses for a second after "ask not": the caption reads on as one sentence."""
     text = jfk_streamed[0].text
-    assert "not what your country can do for you" in text.lower(), text
+    assert "ask not what your country can do for you" in text.lower(), text
     assert "not." not in text and text.count(".") == 1 and text.endswith("."), text
     assert text[0].isupper() and "Ask what" not in text and "What your" not in text, text
 
@@ -290,9 +292,7 @@ def test_the_end_of_a_long_file_is_committed_once_without_a_loop(base_engine, lo
     heard = [normalized(w.text) for w in words if normalized(w.text)]
     assert all(a != b for a, b in zip(heard, heard[1:])), text
     assert all(w.end > w.start for w in words), words
-    # Measured 0.14-0.17: the printers' names ("Vindolin", "Jensen") and "to place" for "took
-    # place"; a loop of the last clause alone would add 0.2.
-    assert english_wer(" ".join(s["text"] for s in last), text) < 0.2, text
+    assert english_wer(" ".join(s["text"] for s in last), text) < 0.15, text
     assert text.count("1469") + text.lower().count("sixty-nine") == 1, text
 
 
@@ -338,9 +338,13 @@ def test_a_last_decode_that_stops_before_the_speech_does_loses_no_words(
     """LJ001-0115 decoded at the moments a real-time run decoded it: base ends its text of the
     whole 8.3 s after "though it" and the 1.8 s of speech after that ("professes to avoid
     ornament,") were lost; the tail the VAD still hears as speech is decoded again."""
+    # The lost words were measured with 15 s of encoder context (engine.min_context_s).
+    engine = CTranslate2Engine(
+        base_engine.model_path, "base", options=DecodeOptions(min_context_s=15.0)
+    )
     audio, row = load_item("ljspeech_LJ001-0115")
     decode_at_s = (0.5, 1.307, 1.849, 2.35, 2.875, 3.419, 3.902, 4.414, 4.936, 5.471, 6.0, 6.52)
-    transcriber = StreamingTranscriber(base_engine, clock="audio")
+    transcriber = StreamingTranscriber(engine, clock="audio")
     transcriber.open("s", "transcribe", "en")
     committed = []
     fed = 0

@@ -4,9 +4,8 @@ Streaming windows are decoded with a *trimmed audio context*: the encoder sees t
 short tail of silence instead of the 30 s Whisper pads to. CTranslate2 accepts any frame count,
 the encoder cost falls with it (about 0.1 s for 10 s of audio instead of 0.6-0.8 s for 30 s on
 2 cores), and the silent tail tells the decoder where speech ends, which keeps it from looping
-(measured: without the tail it repeats the last word until the token limit). A short window is
-padded with silence to `min_context_s` (15 s): with only the tail Whisper writes more errors on
-it (see DecodeOptions).
+(measured: without the tail it repeats the last word until the token limit). `min_context_s` (off by
+default) pads a short window with more silence (see DecodeOptions).
 """
 
 from __future__ import annotations
