@@ -309,46 +309,41 @@ def test_the_last_decode_does_not_lose_words_a_slow_machine_left_tentative(
     """JFK decoded at the moments a loaded machine decoded it (three served sessions on two
     busy cores): the last decode before the end leaves "ask what you can do ..." tentative,
     and the final decode, from a cut at "for", hears only "for your country." (tiny.en)."""
-    audio = load_audio(bundled_sample())
-    transcriber = StreamingTranscriber(tiny_engine, clock="audio")
-    transcriber.open("jfk", "transcribe", "en")
-    committed = []
-    fed = 0
-    for moment_s in (*decode_at_s, None):
-        end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
-        transcriber.feed(AudioChunk("jfk", audio[fed:end], fed / SAMPLE_RATE))
-        fed = end
-        if moment_s is None:
-            transcriber.feed(EndOfStream("jfk"))
-        for update in transcriber.step():
-            committed += update.committed
-    while transcriber.active:
-        for update in transcriber.step():
-            committed += update.committed
-    text = join_words(committed)
+    text = decoded_at(tiny_engine, load_audio(bundled_sample()), decode_at_s)
     assert "ask what you can do for your country" in normalized_words(text), text
+
+
+@pytest.fixture(scope="module")
+def base_with_context(base_engine):
+    """base with 15 s of encoder context (engine.min_context_s)."""
+    options = DecodeOptions(min_context_s=15.0)
+    return CTranslate2Engine(base_engine.model_path, "base", options=options)
 
 
 @pytest.mark.parametrize(
     "last_decodes_at_s", [(7.533, 7.8), (7.0, 7.6), (7.0, 7.5, 7.9)], ids=["a", "b", "c"]
 )
 def test_a_last_decode_that_stops_before_the_speech_does_loses_no_words(
-    base_engine, load_item, last_decodes_at_s
+    base_with_context, load_item, last_decodes_at_s
 ):
     """LJ001-0115 decoded at the moments a real-time run decoded it: base ends its text of the
     whole 8.3 s after "though it" and the 1.8 s of speech after that ("professes to avoid
     ornament,") were lost; the tail the VAD still hears as speech is decoded again."""
-    # The lost words were measured with 15 s of encoder context (engine.min_context_s).
-    engine = CTranslate2Engine(
-        base_engine.model_path, "base", options=DecodeOptions(min_context_s=15.0)
-    )
+    # The lost words were measured with 15 s of encoder context.
     audio, row = load_item("ljspeech_LJ001-0115")
     decode_at_s = (0.5, 1.307, 1.849, 2.35, 2.875, 3.419, 3.902, 4.414, 4.936, 5.471, 6.0, 6.52)
+    text = decoded_at(base_with_context, audio, (*decode_at_s, *last_decodes_at_s))
+    assert "professes to avoid ornament" in normalized_words(text), text
+    assert english_wer(row["text"], text) < 0.1, text
+
+
+def decoded_at(engine, audio: np.ndarray, decode_at_s: tuple[float, ...]) -> str:
+    """The committed text of `audio` decoded once at each of these moments, then at its end."""
     transcriber = StreamingTranscriber(engine, clock="audio")
     transcriber.open("s", "transcribe", "en")
     committed = []
     fed = 0
-    for moment_s in (*decode_at_s, *last_decodes_at_s, None):
+    for moment_s in (*decode_at_s, None):
         end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
         transcriber.feed(AudioChunk("s", audio[fed:end], fed / SAMPLE_RATE))
         fed = end
@@ -359,9 +354,7 @@ def test_a_last_decode_that_stops_before_the_speech_does_loses_no_words(
     while transcriber.active:
         for update in transcriber.step():
             committed += update.committed
-    text = join_words(committed)
-    assert "professes to avoid ornament" in normalized_words(text), text
-    assert english_wer(row["text"], text) < 0.1, text
+    return join_words(committed)
 
 
 def normalized_words(text: str) -> str:

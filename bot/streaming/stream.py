@@ -31,11 +31,11 @@ WORD_SPEECH_MARGIN_S = 0.1
 QUIET_SEARCH_S = 0.25
 QUIET_FRAME = SAMPLE_RATE // 100
 MIN_WORD_S = 0.02
-# The last decode stopped early when the VAD hears speech this long after its last word.
-STOPPED_EARLY_S = 0.5
 """Words this short, two or more in a row or one at the end of a hypothesis, are text the
 aligner found no audio for (Whisper echoing its prompt, or writing past the end: the
 end-of-stream loop "1469. 1469-1470. 1469-1470." had zero-length words): not speech."""
+# The last decode stopped early when the VAD hears speech this long after its last word.
+STOPPED_EARLY_S = 0.5
 MARKS = ".,;:?!。，？！、"
 
 
@@ -144,22 +144,18 @@ class OnlineStream:
     def window(self) -> Window:
         start = self._buffer_start
         inside = [w for w in self._recent if w.end > start]
+        heard: list[CommittedWord] = []
         if self._tail_from is not None:
-            before = [w for w in inside if w.end <= self._tail_from + 0.05]
-            if len(before) >= 2:
-                start = self._quiet_point(before[-2].end)
-        elif (
-            self.ended
-            and not self._decode_whole
-            and len(inside) >= 2
-            and self.buffer_s > self.options.trim_after_s
-        ):
+            heard = [w for w in inside if w.end <= self._tail_from + 0.05]
+        elif self.ended and not self._decode_whole and self.buffer_s > self.options.trim_after_s:
             # The last decode has no second opinion to agree with: from a long buffer it hears
             # only the audio not yet committed, so it cannot echo or loop over what is on
             # screen; and the last committed word again, as aligned word ends are often early
             # (a cut at "1469"'s end heard "49, 1470"). A short buffer is decoded whole: cut,
             # the 41 short English items measured pooled WER 5.56% instead of 5.26%.
-            start = self._quiet_point(inside[-2].end)
+            heard = inside
+        if len(heard) >= 2:
+            start = self._quiet_point(heard[-2].end)
         self._window = (start, self.received_end)
         first = int(round((start - self._buffer_start) * SAMPLE_RATE))
         return Window(
@@ -201,12 +197,12 @@ class OnlineStream:
             return None
         last = self.ended
         self._processed_end = window_end
-        if last and self._tail_from is None and self._stopped_early(words, window_start):
+        heard_end = words[-1].end if words else window_start
+        if last and self._tail_from is None and self._speech_after(heard_end):
             # The decoder ended its text before the speech did (base heard LJ001-0115 to
             # "though it", not "professes to avoid ornament," in the 1.8 s after it): what it
             # heard counts as any update, and the audio after it is decoded again.
-            self._tail_from = words[-1].end if words else window_start
-            self._processed_end = self._tail_from
+            self._tail_from = self._processed_end = heard_end
             last = False
         self.stats.max_buffer_s = max(self.stats.max_buffer_s, window_end - window_start)
         self._learn_language(hypothesis)
@@ -255,8 +251,8 @@ class OnlineStream:
         self.finished = True
         return self._update(self._agreement.commit_pending(now), now, final=True)
 
-    def _stopped_early(self, words: list[Word], window_start: float) -> bool:
-        heard_end = words[-1].end if words else window_start
+    def _speech_after(self, heard_end: float) -> bool:
+        """Does the VAD hear speech well after the last word a decode heard?"""
         return self._detector is not None and self._detector.has_speech(
             heard_end + STOPPED_EARLY_S, self.received_end
         )

@@ -213,7 +213,8 @@ class JaxEngine:
         `batch_sizes`; returns seconds."""
         started = time.perf_counter()
         # Buckets under the least context are never used.
-        buckets_s = tuple(b for b in buckets_s if b >= self.bucket_s(0)) or (self.bucket_s(0),)
+        smallest = self.bucket_s(0)
+        buckets_s = tuple(b for b in buckets_s if b >= smallest) or (smallest,)
         tokenizer = self._tokenizers.get("transcribe", "en")
         prefix = self._prefix(tokenizer, "")
         silence = np.zeros(0, np.float32)
