@@ -8,6 +8,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -278,6 +279,65 @@ def test_bad_messages_close_that_session_with_a_reason(service, first, then, cod
     assert close_code == code
     assert reason in close_reason
     assert replies[-1]["type"] == "error" and reason in replies[-1]["message"]
+    assert json.loads(asyncio.run(get(f"{svc.http}/healthz")))["status"] == "ok"
+
+
+async def slow_reader(url: str, audio: np.ndarray, closed: list) -> tuple[int | None, str, list]:
+    """A client that sends audio at 10x real time and reads nothing until the service has
+    closed it (its socket's receive buffer is small and its reading paused, so what the service
+    sends piles up on the service's side), then reads what reached it."""
+
+    def small_receive_buffer(address: tuple) -> socket.socket:
+        connection = socket.socket(address[0], address[1], address[2])
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        return connection
+
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as http, http.ws_connect(url) as ws:
+        await ws.send_str(hello_message("slow", language="en"))
+        assert json.loads((await ws.receive()).data)["type"] == "ready"
+        transport = ws._response.connection.transport  # noqa: SLF001 - a client that stops reading
+        transport.pause_reading()
+        frame = SAMPLE_RATE // 10
+        for sequence, offset in enumerate(range(0, len(audio), frame)):
+            if closed:
+                break
+            await ws.send_bytes(encode_frame(sequence, audio[offset : offset + frame]))
+            await asyncio.sleep(0.01)
+        transport.resume_reading()
+        replies, reason = await asyncio.wait_for(read_all(ws), 60)
+        return ws.close_code, reason, replies
+
+
+def test_a_client_that_stops_reading_is_closed_as_a_slow_reader_and_no_one_else_is(
+    service, load_item, tmp_path
+):
+    slow_audio, _ = load_item("ljspeech_LJ001-0001_0045_long")
+    jfk, row = load_item("fw_jfk")
+    svc = service(slow_reader_messages=8)
+
+    async def together() -> tuple:
+        async def steady() -> dict:
+            await asyncio.sleep(3.0)
+            return await stream(svc.url, "steady", jfk, speed=1.0)
+
+        return await asyncio.gather(
+            slow_reader(svc.url, slow_audio, svc.server.closed_reasons), steady()
+        )
+
+    (code, reason, replies), steady = asyncio.run(together())
+    assert (code, reason) == (1008, "slow reader: 8 caption messages unread")
+    assert svc.server.closed_reasons == [("slow", 1008, reason)]
+    assert all(m["type"] in ("update", "dropped") for m in replies)
+    # The session is finalized: its files hold what it captioned, past what the client read.
+    assert svc.hub.wait_finished("slow", 30)
+    [files] = list((tmp_path / "serve-out").glob("slow-*.json"))
+    saved = json.loads(files.read_text())
+    assert saved["final"] is True
+    read = "".join(m["committed"] for m in replies if m["type"] == "update").strip()
+    assert len(saved["text"].split()) >= len(read.split()) > 20
+    assert steady["close"][0] == 1000
+    assert english_wer(row["text"], steady["text"]) <= 0.15, steady["text"]
     assert json.loads(asyncio.run(get(f"{svc.http}/healthz")))["status"] == "ok"
 
 

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import signal
+import socket as stdlib_socket
 import threading
 import time
 from pathlib import Path
@@ -60,6 +61,12 @@ from bot.web import start_site
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 15.0
+# What may wait for one client in each buffer on the way out (aiohttp's writer, the event
+# loop's transport, the kernel's send buffer). A session sends ~1 KB a decode, so this holds
+# seconds of captions, ample on any network; with the defaults (256 KB, 64 KB, and a kernel
+# buffer that grows to 4 MB) a client that stops reading tied up megabytes of the box's memory
+# and `slow_reader_messages` counted only what was left over, minutes later.
+SEND_BUFFER_BYTES = 8192
 # WebSocket close reasons are at most 123 bytes.
 MAX_REASON = 120
 
@@ -359,8 +366,14 @@ class ServeServer:
         # aiohttp closes oversized messages without a reason: its cap is far above ours, and
         # ours is checked in _read to say what the limit is.
         limit = 4 * max(self.config.max_frame_bytes + 8, MAX_HELLO_BYTES)
-        socket = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=limit, compress=False)
+        socket = web.WebSocketResponse(
+            heartbeat=HEARTBEAT_S,
+            max_msg_size=limit,
+            compress=False,
+            writer_limit=SEND_BUFFER_BYTES,
+        )
         await socket.prepare(request)
+        _bound_send_buffers(request)
         try:
             hello = await self._hello(request, socket)
         except ProtocolError as error:
@@ -646,6 +659,19 @@ async def _refuse(socket: web.WebSocketResponse, code: int, message: str) -> Non
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         await socket.send_json({"type": "error", "message": message})
         await socket.close(code=code, message=_reason(message))
+
+
+def _bound_send_buffers(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    transport.set_write_buffer_limits(high=SEND_BUFFER_BYTES)
+    connection = transport.get_extra_info("socket")
+    if connection is not None:
+        with contextlib.suppress(OSError):
+            connection.setsockopt(
+                stdlib_socket.SOL_SOCKET, stdlib_socket.SO_SNDBUF, SEND_BUFFER_BYTES
+            )
 
 
 def _reason(text: str) -> bytes:
