@@ -10,8 +10,14 @@ dropped.
 
     python bench/serve_capacity.py                               # tiny.en and base, 1..8
     python bench/serve_capacity.py --models tiny.en --sessions 1,2,4 --seconds 30
-    python bench/serve_capacity.py --engine jax --models base --sessions 8,16,32,64,96  # GPU
     python bench/serve_capacity.py --ray                          # the same on Ray Serve
+    python bench/serve_capacity.py --engine jax --models base --sessions 16,32,64,96,128 \
+        --one-service --config gpu.yaml                           # a GPU box (gpu.yaml:
+                                                                  # streaming: {max_batch: 128})
+
+With --one-service one service takes every count in turn (a GPU's compiled programs are paid
+for once); besides the client-side figures each row then has the service's own: engine rounds
+per second, mean batch and the share of the time the engine was busy (from /metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +45,38 @@ P90_TARGET_S = 2.0
 DRIFT_LIMIT_S = 0.5
 
 
-def load_long_audio() -> np.ndarray:
+def load_long_audio(data_dir: Path = DATA_DIR) -> np.ndarray:
+    """The long English recordings of `data_dir`'s manifest that are there, end to end."""
     sys.path.insert(0, str(REPO))
     from bot.audio.decode import load_audio
 
     rows = {
         row["id"]: row
-        for row in map(json.loads, (DATA_DIR / "manifest.jsonl").read_text().splitlines())
+        for row in map(json.loads, (data_dir / "manifest.jsonl").read_text().splitlines())
     }
-    return np.concatenate([load_audio(DATA_DIR / rows[i]["audio"]) for i in LONG_ENGLISH])
+    paths = [data_dir / rows[i]["audio"] for i in LONG_ENGLISH if i in rows]
+    paths = [path for path in paths if path.is_file()]
+    if not paths:
+        raise SystemExit(f"none of {', '.join(LONG_ENGLISH)} is in {data_dir}")
+    return np.concatenate([load_audio(path) for path in paths])
+
+
+def engine_counters(url: str) -> dict[str, float]:
+    """The service's engine counters from /metrics: rounds, engine seconds, windows decoded."""
+    metrics = url.replace("ws://", "http://").removesuffix("/ws") + "/metrics"
+    with urllib.request.urlopen(metrics, timeout=10) as response:
+        text = response.read().decode()
+    counters = {"rounds": 0.0, "engine_s": 0.0, "windows": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == "captionbot_engine_rounds_total":
+            counters["rounds"] = float(value)
+        elif name == "captionbot_engine_seconds_total":
+            counters["engine_s"] = float(value)
+        elif name.startswith("captionbot_batch_size_total{"):
+            size = float(re.search(r'size="(\d+)"', name).group(1))
+            counters["windows"] += size * float(value)
+    return counters
 
 
 def start_service(
@@ -63,9 +93,8 @@ def start_service(
         command += ["--config", str(args.config)]
     if args.ray:
         command += ["--ray"]
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
+    log = open(args.service_log, "a") if args.service_log else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()
     found = re.search(r"ws://\S+/ws", line)
     if not found:
@@ -149,46 +178,80 @@ def summarize(result: dict, seconds: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="tiny.en,base")
+    parser.add_argument("--models", default="tiny.en,base", help="names or model folders")
     parser.add_argument("--sessions", default="1,2,4,6,8")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per session (60)")
     parser.add_argument("--engine", help="auto (default), ctranslate2 or jax")
     parser.add_argument("--ray", action="store_true", help="serve --ray (the cluster extra)")
     parser.add_argument("--config", type=Path, help="a captionbot config for the service")
+    parser.add_argument("--one-service", action="store_true", help="one service for every count")
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="the speech data folder")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--service-log", type=Path, help="append the service's log here")
     args = parser.parse_args()
-    audio = load_long_audio()
+    audio = load_long_audio(args.data)
+    counts = list(map(int, args.sessions.split(",")))
     rows = []
-    print(f"{'model':10} {'sessions':>8} {'p50 s':>7} {'p90 s':>7} {'drift s':>8} "
-          f"{'dropped s':>9} {'words':>6}  ok")  # fmt: skip
+    print(
+        f"{'model':10} {'sessions':>8} {'p50 s':>7} {'p90 s':>7} {'drift s':>8} "
+        f"{'dropped s':>9} {'words':>6} {'rounds/s':>8} {'batch':>6} {'busy':>5}  ok"
+    )
     for model in args.models.split(","):
+        label = Path(model).name if "/" in model else model
         capacity = 0
-        for count in map(int, args.sessions.split(",")):
-            process, url = start_service(args, model, count)
-            try:
-                result = asyncio.run(run_sessions(url, count, audio, args.seconds))
-            finally:
-                process.send_signal(signal.SIGTERM)
+        shared = None
+        if args.one_service:
+            started = time.monotonic()
+            shared = start_service(args, model, max(counts))
+            print(f"{label}: service ready in {time.monotonic() - started:.0f} s", flush=True)
+        try:
+            for count in counts:
+                process, url = shared or start_service(args, model, count)
+                before = engine_counters(url)
+                started = time.monotonic()
                 try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            row = summarize(result, args.seconds) | {"model": model, "sessions": count}
-            row["ok"] = bool(
-                row["p90"] <= P90_TARGET_S
-                and row["drift"] <= DRIFT_LIMIT_S
-                and row["dropped"] == 0
-                and row["refused"] == 0
-            )
-            capacity = count if row["ok"] and capacity == count_before(args, count) else capacity
-            rows.append(row)
-            print(f"{model:10} {count:8d} {row['p50']:7.2f} {row['p90']:7.2f} {row['drift']:8.2f} "
-                  f"{row['dropped']:9.1f} {row['words']:6d}  {'yes' if row['ok'] else 'no'}",
-                  flush=True)  # fmt: skip
+                    result = asyncio.run(run_sessions(url, count, audio, args.seconds))
+                    after = engine_counters(url)
+                finally:
+                    if shared is None:
+                        stop_service(process)
+                wall = time.monotonic() - started
+                row = summarize(result, args.seconds) | {"model": label, "sessions": count}
+                rounds = after["rounds"] - before["rounds"]
+                row |= {
+                    "rounds_per_s": rounds / wall,
+                    "mean_batch": (after["windows"] - before["windows"]) / max(rounds, 1),
+                    "engine_busy": (after["engine_s"] - before["engine_s"]) / wall,
+                }
+                row["ok"] = bool(
+                    row["p90"] <= P90_TARGET_S
+                    and row["drift"] <= DRIFT_LIMIT_S
+                    and row["dropped"] == 0
+                    and row["refused"] == 0
+                )
+                if row["ok"] and capacity == count_before(args, count):
+                    capacity = count
+                rows.append(row)
+                print(f"{label:10} {count:8d} {row['p50']:7.2f} {row['p90']:7.2f} "
+                      f"{row['drift']:8.2f} {row['dropped']:9.1f} {row['words']:6d} "
+                      f"{row['rounds_per_s']:8.2f} {row['mean_batch']:6.1f} "
+                      f"{row['engine_busy']:5.2f}  {'yes' if row['ok'] else 'no'}",
+                      flush=True)  # fmt: skip
+                if args.json:
+                    args.json.write_text(json.dumps(rows, indent=1))
+        finally:
+            if shared is not None:
+                stop_service(shared[0])
         rule = f"p90 <= {P90_TARGET_S} s, drift <= {DRIFT_LIMIT_S} s, nothing dropped"
-        print(f"{model}: capacity {capacity} real-time sessions ({rule})")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        print(f"{label}: capacity {capacity} real-time sessions ({rule})", flush=True)
+
+
+def stop_service(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def count_before(args: argparse.Namespace, count: int) -> int:

@@ -48,7 +48,7 @@ class StreamingConfig(_Section):
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)
     prompt_chars: int = Field(_DEFAULT.prompt_chars, ge=0, le=1000)
-    max_batch: int = Field(_DEFAULT.max_batch, ge=1, le=64)
+    max_batch: int = Field(_DEFAULT.max_batch, ge=1, le=512)
     preroll_s: float = Field(_DEFAULT.preroll_s, ge=0, le=2)
 
     def options(self) -> StreamingOptions:

@@ -255,6 +255,74 @@ def test_batched_results_equal_unbatched(jax_tiny, jfk, load_item) -> None:
     assert batched == alone
 
 
+def test_windows_of_one_bucket_encoded_as_one_batch_decode_as_alone(jax_tiny, jfk, load_item):
+    """The GPU path (windows of a bucket encoded in one program, padded to a compiled size),
+    run here on CPU: the same words at the same times as each window encoded alone. (Batched
+    matrix products round differently, about 1e-5: a window cut mid-word, whose greedy
+    choice is a near tie, can go either way; these are whole utterances.)"""
+    from bot.asr.jax.engine import JaxEngine
+
+    together = JaxEngine(resolve_model("tiny.en").path, "tiny.en", encode_rows=4)
+    windows = [
+        Window(jfk, "transcribe", "en"),
+        Window(load_item(LJ[0])[0], "transcribe", "en", "The printing of books"),
+        Window(jfk[: 4 * SAMPLE_RATE], "transcribe", "en"),
+        Window(load_item(LJ[1])[0], "transcribe", "en"),
+        Window(load_item(LJ[2])[0], "transcribe", "en"),
+    ]
+    batched = together.transcribe(windows)
+    alone = [jax_tiny.transcribe([w])[0] for w in windows]
+    for ours, theirs in zip(batched, alone):
+        assert _text(ours) == _text(theirs)
+        assert [round(w.start, 2) for w in ours.words] == [round(w.start, 2) for w in theirs.words]
+
+
+def test_the_log_mel_computed_on_the_device_is_faster_whispers(jfk) -> None:
+    import jax.numpy as jnp
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from bot.asr.jax import model
+
+    padded = np.zeros(15 * SAMPLE_RATE, np.float32)
+    padded[: len(jfk)] = jfk
+    features = FeatureExtractor(feature_size=80)
+    expected = features(padded, padding=0)[:, : len(padded) // features.hop_length]
+    window = jnp.asarray(np.hanning(model.N_FFT + 1)[:-1], jnp.float32)
+    ours = np.asarray(model.log_mel(jnp.asarray(padded[None]), features.mel_filters, window))[0]
+    assert ours.shape == expected.shape
+    assert np.abs(ours - expected).max() < 1e-3
+
+
+def _alignment_reference(attention: np.ndarray, frames: int) -> np.ndarray:
+    """openai/whisper's timing.py on one row's [tokens, heads, all frames] attention."""
+    from scipy.ndimage import median_filter
+
+    weights = attention.transpose(1, 0, 2)[:, :, :frames].astype(np.float64)
+    weights = weights / weights.sum(-1, keepdims=True)
+    mean, std = weights.mean(axis=1, keepdims=True), weights.std(axis=1, keepdims=True)
+    weights = median_filter((weights - mean) / std, size=(1, 1, 7), mode="nearest")
+    return weights.mean(axis=0)
+
+
+def test_the_alignment_matrix_prepared_on_the_device_is_whispers_recipe() -> None:
+    """Rows of a batch with their own token counts and audio frames (the rest padding) give
+    what openai/whisper's numpy recipe gives on each row alone."""
+    import jax.numpy as jnp
+
+    from bot.asr.jax import model
+
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(3, 12, 4, 250)) * 3
+    attention = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    counts, frames = np.array([11, 5, 8]), np.array([250, 140, 3])
+    matrix = np.asarray(model.alignment_matrix(jnp.asarray(attention, jnp.float32), counts, frames))
+    for row in range(3):
+        expected = _alignment_reference(attention[row, : counts[row] + 1], frames[row])
+        got = matrix[row, : counts[row] + 1, : frames[row]]
+        assert np.allclose(got, expected, atol=2e-4), np.abs(got - expected).max()
+        assert not matrix[row, counts[row] + 1 :].any() and not matrix[row, :, frames[row] :].any()
+
+
 def test_a_short_window_is_encoded_in_a_bucket_of_at_least_min_context_s(jax_tiny) -> None:
     two_seconds, eleven = 2 * SAMPLE_RATE, 11 * SAMPLE_RATE
     saved = jax_tiny.options

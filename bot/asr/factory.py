@@ -87,13 +87,14 @@ def choose_engine(
     return EngineChoice("ctranslate2", device, compute_type, reason)
 
 
-def create_engine(config: EngineConfig, many_sessions: bool = False) -> Engine:
-    """The engine of `config`; `many_sessions` (a service) sizes CTranslate2 for big batches."""
+def create_engine(config: EngineConfig, many_sessions: bool = False, max_batch: int = 1) -> Engine:
+    """The engine of `config`; `many_sessions` (a service) sizes CTranslate2 for big batches
+    and, on a GPU, has jax compile every batch size up to `max_batch` before sessions come."""
     resolved = resolve_model(config.model)
     choice = choose_engine(config, resolved.format)
     logger.info("engine %s", choice.describe())
     logger.info("model %s from %s (%s)", resolved.name, resolved.path, resolved.source)
-    engine = _build(config, resolved, choice, many_sessions)
+    engine = _build(config, resolved, choice, many_sessions, max_batch)
     engine.info = replace(engine.info, reason=choice.reason)
     return engine
 
@@ -106,7 +107,11 @@ def create_engine_for(config: Config) -> Engine:
 
 
 def _build(
-    config: EngineConfig, resolved: ResolvedModel, choice: EngineChoice, many_sessions: bool
+    config: EngineConfig,
+    resolved: ResolvedModel,
+    choice: EngineChoice,
+    many_sessions: bool,
+    max_batch: int,
 ) -> Engine:
     options = DecodeOptions(
         beam_size=config.beam_size,
@@ -124,8 +129,11 @@ def _build(
         engine = JaxEngine(
             resolved.path, resolved.name, options=options, compute_type=choice.compute_type
         )
-        # Compile before audio flows, not during the first words of a meeting.
-        logger.info("jax programs ready in %.1f s", engine.warm_up())
+        # Compile before audio flows, not during the first words of a meeting; a service on
+        # a GPU compiles every batch size it will use (on CPU the extra programs would cost a
+        # minute at start; they compile when a batch first needs them).
+        sizes = engine.batch_sizes(max_batch) if many_sessions and choice.device == "gpu" else (1,)
+        logger.info("jax programs ready in %.1f s", engine.warm_up(sizes))
         return engine
     from bot.asr.ctranslate2_engine import CTranslate2Engine
 

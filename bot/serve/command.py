@@ -93,8 +93,8 @@ def serve_local(config: Config) -> int:
     from bot.serve.server import ServeServer
 
     heap = HeapReleaser()  # before the engine starts its threads
-    engine = create_engine(config.engine, many_sessions=True)
     options = config.streaming.options()
+    engine = create_engine(config.engine, many_sessions=True, max_batch=options.max_batch)
     max_sessions = config.serve.max_sessions or measure_capacity(engine, options.max_batch)
     hub = SessionHub(engine, options, HubLimits.of(config.serve, max_sessions), heap)
     out_dir = Path(config.serve.out_dir) if config.serve.out_dir else None

@@ -73,7 +73,9 @@ class AsrReplica:
     def __init__(self, engine_config: dict[str, Any], max_batch: int, batch_wait_s: float) -> None:
         from bot.asr.factory import create_engine
 
-        self.engine = create_engine(EngineConfig.model_validate(engine_config), many_sessions=True)
+        self.engine = create_engine(
+            EngineConfig.model_validate(engine_config), many_sessions=True, max_batch=max_batch
+        )
         self.transcribe.set_max_batch_size(max_batch)
         self.transcribe.set_batch_wait_timeout_s(batch_wait_s)
 

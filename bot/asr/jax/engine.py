@@ -1,14 +1,16 @@
 """The JAX Whisper engine: the Engine interface of the streaming core, batched across streams.
 
 Each window is encoded at its own audio bucket (its length plus the silent tail, rounded up to a
-few fixed lengths) and the language is detected in the same program. The windows of a call are
+few fixed lengths), its log-mel spectrogram computed and its language detected in the same
+program; on a GPU the windows of one bucket are encoded as one batch. The windows of a call are
 then decoded together: their cross-attention keys/values padded to a shared context with a
 mask, prompts left-padded, and the whole greedy token loop run on the device in one program per
 (batch size, context), rows finishing at their own time. Robustness as openai/whisper's
 transcribe: suppressed tokens, temperature fallback on repetitive or improbable text, no-speech
 probability. Word times come from the alignment heads' cross-attention recorded while
-generating, and DTW. Windows are decoded without timestamp tokens, so segment ends are not
-reported (the streaming policy cuts at sentence ends).
+generating, prepared for DTW on the device (`model.alignment_matrix`). Windows are decoded
+without timestamp tokens, so segment ends are not reported (the streaming policy cuts at
+sentence ends).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,19 +75,25 @@ STREAMING_BUCKETS_S = AUDIO_BUCKETS_S[:4]
 # task) and <|notimestamps|>, rounded up.
 START_SLOTS = 8
 OFFLINE_REFERENCE = "greedy 29 s windows, conditioned on previous text"
+# Windows of one bucket encoded in one program on a GPU (on CPU one at a time: batching the
+# encoder there saves nothing and padding a batch to its compiled size costs).
+GPU_ENCODE_ROWS = 64
+# Programs compiled at once by warm_up (XLA compiles with the GIL released).
+WARM_UP_THREADS = 8
 
 
 @dataclass(frozen=True)
 class _Decoded(Decoded):
     token_probabilities: np.ndarray  # [tokens]
-    attention: np.ndarray  # [alignment heads, 1 + tokens, frames]
+    alignment: np.ndarray  # [1 + tokens, audio frames]: what DTW walks (alignment_matrix)
 
 
 @dataclass
 class _Batch:
     """The windows of one call, encoded and padded to a shared audio context."""
 
-    rows: list[whisper.LayerKV]  # per window: cross-attention keys/values [1, H, T, Dh]
+    cross: whisper.LayerKV  # cross-attention keys/values [R, H, T, Dh] of every encoded row
+    index: np.ndarray  # [B] each window's row in `cross`
     audio_mask: np.ndarray  # [B, T]
     frames: list[int]  # audio frames of each row's own bucket
     languages: list[tuple[str, float]]
@@ -100,9 +109,12 @@ class JaxEngine:
         model_name: str,
         options: DecodeOptions | None = None,
         compute_type: str | None = None,
+        encode_rows: int | None = None,
     ) -> None:
         """`compute_type` float32, bfloat16 or float16; None (or auto) picks the device's
-        (`compute_type_for`). Options it cannot honour (beam search) are refused."""
+        (`compute_type_for`). `encode_rows`: windows of one bucket encoded in one program (None:
+        GPU_ENCODE_ROWS on a GPU, 1 on CPU). Options it cannot honour (beam search) are
+        refused."""
         self.model_path = Path(model_path)
         self.options = options or DecodeOptions()
         if self.options.beam_size > 1:
@@ -147,7 +159,12 @@ class JaxEngine:
             [self._tokenizers.language_token(code) or 0 for code in self.supported_languages],
             jnp.int32,
         )
-        self._features = FeatureExtractor(feature_size=self.dims.n_mels)
+        self._mel_filters = jnp.asarray(
+            FeatureExtractor.get_mel_filters(SAMPLE_RATE, whisper.N_FFT, self.dims.n_mels),
+            jnp.float32,
+        )
+        self._window = jnp.asarray(np.hanning(whisper.N_FFT + 1)[:-1], jnp.float32)
+        self._encode_rows_max = encode_rows or (GPU_ENCODE_ROWS if has_gpu() else 1)
         self._suppress = jnp.asarray(self._suppressed_tokens())
         self._sot = jnp.int32(self._tokenizers.get("transcribe", "en").sot)
         self._warned_beam = False
@@ -187,22 +204,28 @@ class JaxEngine:
             self._tokenizers.get(w.task, lang) for w, (lang, _) in zip(windows, batch.languages)
         ]
         prefixes = [self._prefix(t, w.prompt) for t, w in zip(tokenizers, windows)]
+        audio_frames = [
+            min(frames, math.ceil(length / SAMPLE_RATE * TOKENS_PER_SECOND))
+            for frames, length in zip(batch.frames, lengths)
+        ]
         decoded = decode_with_fallback(
             len(windows),
             self.options,
             lambda rows, temperature: self._generate_rows(
-                batch, rows, prefixes, tokenizers, lengths, temperature
+                batch, rows, prefixes, tokenizers, lengths, audio_frames, temperature
             ),
         )
         hypotheses = []
         for row, (language, result) in enumerate(zip(batch.languages, decoded)):
             words: tuple[Word, ...] = ()
             if result.tokens and not is_silence(result, self.options):
-                seconds = lengths[row] / SAMPLE_RATE
-                audio_frames = min(batch.frames[row], math.ceil(seconds * TOKENS_PER_SECOND))
-                words = self._words(tokenizers[row], result, audio_frames, seconds)
+                words = self._words(tokenizers[row], result, lengths[row] / SAMPLE_RATE)
             hypotheses.append(hypothesis(words, (), language, result, self.options))
         return hypotheses
+
+    def batch_sizes(self, most: int) -> tuple[int, ...]:
+        """The compiled batch sizes a call of up to `most` windows uses."""
+        return tuple(sorted({_padded_size(size) for size in range(1, most + 1)}))
 
     def warm_up(
         self,
@@ -210,28 +233,40 @@ class JaxEngine:
         buckets_s: tuple[float, ...] = STREAMING_BUCKETS_S,
     ) -> float:
         """Compile (or load from the cache) the encoders of `buckets_s` and their decoders at
-        `batch_sizes`; returns seconds."""
+        `batch_sizes`, several programs at once; returns seconds."""
         started = time.perf_counter()
         # Buckets under the least context are never used.
         smallest = self.bucket_s(0)
         buckets_s = tuple(b for b in buckets_s if b >= smallest) or (smallest,)
         tokenizer = self._tokenizers.get("transcribe", "en")
         prefix = self._prefix(tokenizer, "")
-        silence = np.zeros(0, np.float32)
-        for bucket in buckets_s:
+        sizes = sorted({_padded_size(size) for size in batch_sizes})
+        encode_sizes = sorted({min(size, _padded_size(self._encode_rows_max)) for size in sizes})
+
+        def encode(bucket: float, rows: int) -> whisper.LayerKV:
+            silence = self._audio(np.zeros(0, np.float32), bucket)
+            return self._encode_audio(np.stack([silence] * rows), int(bucket * TOKENS_PER_SECOND))[
+                0
+            ]
+
+        def decode(bucket: float, rows: int, cross: whisper.LayerKV) -> None:
             frames = int(bucket * TOKENS_PER_SECOND)
-            cross, _ = self._encode_rows(self._mel(silence, bucket), frames)
-            for size in batch_sizes:
-                rows = _padded_size(size)
-                self._generate(
-                    cross if rows == 1 else whisper.stack_rows((cross,) * rows),
-                    jnp.ones((rows, frames), bool),
-                    bucket,
-                    [prefix] * rows,
-                    [tokenizer] * rows,
-                    [8] * rows,
-                    0.0,
-                )
+            self._generate(
+                whisper.take_rows(cross, jnp.zeros(rows, jnp.int32)),
+                jnp.ones((rows, frames), bool),
+                bucket,
+                [prefix] * rows,
+                [tokenizer] * rows,
+                [8] * rows,
+                [frames] * rows,
+                0.0,
+            )
+
+        encodings = [(bucket, rows) for bucket in buckets_s for rows in encode_sizes]
+        with ThreadPoolExecutor(WARM_UP_THREADS) as pool:
+            encoded = dict(zip(encodings, pool.map(lambda job: encode(*job), encodings)))
+            jobs = [(b, rows, encoded[(b, encode_sizes[-1])]) for b in buckets_s for rows in sizes]
+            list(pool.map(lambda job: decode(*job), jobs))
         return time.perf_counter() - started
 
     def transcribe_offline(
@@ -266,26 +301,41 @@ class JaxEngine:
         return next((b for b in AUDIO_BUCKETS_S if seconds <= b), 30.0)
 
     def _encode(self, windows: list[Window]) -> _Batch:
-        """Encode each window at its own bucket (so it decodes the same alone or in a batch:
-        on CPU, batching the encoder saves nothing), padded to a shared context, the frames
-        past each row's own bucket masked."""
+        """Encode each window at its own bucket (so it decodes the same alone or in a batch),
+        the windows of a bucket up to `_encode_rows_max` at a time (a compiled batch size, the
+        last row repeated), padded to a shared context, the frames past each row's own bucket
+        masked."""
         buckets = [self.bucket_s(len(w.audio)) for w in windows]
         context = max(buckets)
         frames = int(context * TOKENS_PER_SECOND)
-        rows: list[whisper.LayerKV] = []
-        languages: list[tuple[str, float]] = []
-        for window, bucket in zip(windows, buckets):
-            cross, language_logits = self._encode_rows(self._mel(window.audio, bucket), frames)
-            rows.append(cross)
-            languages.append(self._language(window, language_logits))
+        parts: list[whisper.LayerKV] = []
+        index = np.zeros(len(windows), np.int32)
+        languages: list[tuple[str, float]] = [("en", 1.0)] * len(windows)
+        encoded = 0
+        for bucket in sorted(set(buckets)):
+            members = [i for i, b in enumerate(buckets) if b == bucket]
+            for first in range(0, len(members), self._encode_rows_max):
+                group = members[first : first + self._encode_rows_max]
+                audio = [self._audio(windows[i].audio, bucket) for i in group]
+                audio += [audio[-1]] * (_padded_size(len(group)) - len(group))
+                cross, language_logits = self._encode_audio(np.stack(audio), frames)
+                parts.append(cross)
+                language_logits = np.asarray(language_logits, np.float64)
+                for row, i in enumerate(group):
+                    index[i] = encoded + row
+                    languages[i] = self._language(windows[i], language_logits[row])
+                encoded += len(audio)
         row_frames = [int(b * TOKENS_PER_SECOND) for b in buckets]
         mask = np.arange(frames)[None, :] < np.array(row_frames)[:, None]
-        return _Batch(rows, mask, row_frames, languages, context)
+        cross = parts[0] if len(parts) == 1 else whisper.stack_rows(tuple(parts))
+        return _Batch(cross, index, mask, row_frames, languages, context)
 
-    def _encode_rows(self, mel: np.ndarray, frames: int):
+    def _encode_audio(self, audio: np.ndarray, frames: int):
         return whisper.encode(
             self.params,
-            jnp.asarray(mel[None], dtype=self.dtype),
+            jnp.asarray(audio),
+            self._mel_filters,
+            self._window,
             self._sot,
             self._language_tokens,
             n_audio_head=self.n_audio_head,
@@ -294,24 +344,26 @@ class JaxEngine:
             frames=frames,
         )
 
-    def _language(self, window: Window, language_logits: jnp.ndarray) -> tuple[str, float]:
+    def _language(self, window: Window, scores: np.ndarray) -> tuple[str, float]:
+        """The window's language from its language-token logits `scores` [n_languages]."""
         if not self.is_multilingual:
             return "en", 1.0
         if window.language is not None:
             return window.language, 1.0
-        scores = np.asarray(language_logits[0], dtype=np.float64)
         probs = np.exp(scores - scores.max())
         probs /= probs.sum()
         best = int(probs.argmax())
         return self.supported_languages[best], float(probs[best])
 
-    def _mel(self, audio: np.ndarray, bucket: float) -> np.ndarray:
+    def _audio(self, audio: np.ndarray, bucket: float) -> np.ndarray:
+        """The samples a window is encoded from: its audio, then silence to `bucket` seconds
+        (at least the silent tail)."""
         total = int(bucket * SAMPLE_RATE)
         tail = int(self.options.silence_tail_s * SAMPLE_RATE)
         padded = np.zeros(total, dtype=np.float32)
         clipped = audio[: total - tail]
         padded[: len(clipped)] = clipped
-        return self._features(padded, padding=0)[:, : total // self._features.hop_length]
+        return padded
 
     # -- tokens --------------------------------------------------------------------------------
 
@@ -348,24 +400,28 @@ class JaxEngine:
         prefixes: list[list[int]],
         tokenizers: list[Tokenizer],
         lengths: list[int],
+        audio_frames: list[int],
         temperature: float,
     ) -> list[_Decoded]:
         """Decode the `pending` rows of a batch, padded to a compiled batch size (the rows
         past `pending` repeat its last and are decoded for nothing)."""
         rows = pending + [pending[-1]] * (_padded_size(len(pending)) - len(pending))
-        chosen = [batch.rows[r] for r in rows]
+        order = batch.index[rows]
+        encoded_rows = batch.cross[0][0].shape[0]
+        same = len(order) == encoded_rows and bool((order == np.arange(encoded_rows)).all())
         return self._generate(
-            chosen[0] if len(chosen) == 1 else whisper.stack_rows(tuple(chosen)),
+            batch.cross if same else whisper.take_rows(batch.cross, jnp.asarray(order)),
             jnp.asarray(batch.audio_mask[rows]),
             batch.context_s,
             [prefixes[r] for r in rows],
             [tokenizers[r] for r in rows],
             [self._max_new_tokens(lengths[r]) for r in rows],
+            [audio_frames[r] for r in rows],
             temperature,
         )[: len(pending)]
 
     def _generate(
-        self, cross, audio_mask, context, prefixes, tokenizers, max_new, temperature
+        self, cross, audio_mask, context, prefixes, tokenizers, max_new, audio_frames, temperature
     ) -> list[_Decoded]:
         batch = len(prefixes)
         eot = tokenizers[0].eot
@@ -394,7 +450,10 @@ class JaxEngine:
             alignment=self.alignment,
             capacity=capacity,
         )
-        out = jax.device_get(out)
+        alignment = whisper.alignment_matrix(
+            out.attention, out.count, jnp.asarray(audio_frames, jnp.int32)
+        )
+        out, alignment = jax.device_get((out._replace(attention=None), alignment))
         decoded = []
         for row in range(batch):
             count = int(out.count[row])
@@ -408,7 +467,7 @@ class JaxEngine:
                     no_speech_probability=float(out.no_speech_probability[row]),
                     temperature=temperature,
                     token_probabilities=out.token_probability[row, :count],
-                    attention=out.attention[row, : count + 1].transpose(1, 0, 2),
+                    alignment=alignment[row, : count + 1, : audio_frames[row]],
                 )
             )
         return decoded
@@ -416,10 +475,10 @@ class JaxEngine:
     # -- word times ----------------------------------------------------------------------------
 
     def _words(
-        self, tokenizer: Tokenizer, decoded: _Decoded, n_frames: int, duration_s: float
+        self, tokenizer: Tokenizer, decoded: _Decoded, duration_s: float
     ) -> tuple[Word, ...]:
         """Words of the decoded tokens, timed by DTW on the alignment heads' attention."""
-        token_starts_s = token_frames(decoded.attention, n_frames) / TOKENS_PER_SECOND
+        token_starts_s = token_frames(decoded.alignment) / TOKENS_PER_SECOND
         timings = word_timings(
             tokenizer, decoded.tokens, token_starts_s, decoded.token_probabilities
         )

@@ -29,6 +29,8 @@ LayerKV = tuple[tuple[jnp.ndarray, jnp.ndarray], ...]
 Alignment = tuple[tuple[int, int], ...]  # (layer, head) pairs whose attention follows the speech
 
 _MASKED = -1e9
+N_FFT = 400
+HOP_LENGTH = 160
 
 
 def build_params(
@@ -226,10 +228,28 @@ def _logits(params: Params, hidden: jnp.ndarray) -> jnp.ndarray:
     return jnp.dot(hidden, params["decoder"]["projection"], preferred_element_type=jnp.float32)
 
 
+def log_mel(audio: jnp.ndarray, mel_filters: jnp.ndarray, window: jnp.ndarray) -> jnp.ndarray:
+    """audio [B, S] → log-mel spectrogram [B, n_mels, S / HOP_LENGTH], as faster-whisper's
+    FeatureExtractor computes it (centred STFT with reflect padding, last frame dropped, Slaney
+    mel filters, log10 floored 8 below each row's maximum), here on the engine's device so a
+    batch of windows is one program instead of a numpy pass per window."""
+    samples = audio.shape[1]
+    padded = jnp.pad(audio, ((0, 0), (N_FFT // 2, N_FFT // 2)), mode="reflect")
+    starts = jnp.arange(samples // HOP_LENGTH) * HOP_LENGTH
+    frames = padded[:, starts[:, None] + jnp.arange(N_FFT)[None, :]] * window
+    power = jnp.abs(jnp.fft.rfft(frames, axis=-1)) ** 2  # [B, F, N_FFT / 2 + 1]
+    mel = jnp.einsum("mf,btf->bmt", mel_filters, power, precision=jax.lax.Precision.HIGHEST)
+    log = jnp.log10(jnp.maximum(mel, 1e-10))
+    log = jnp.maximum(log, log.max(axis=(1, 2), keepdims=True) - 8.0)
+    return (log + 4.0) / 4.0
+
+
 @partial(jax.jit, static_argnames=("n_audio_head", "n_text_head", "detect", "frames"))
 def encode(
     params: Params,
-    mel: jnp.ndarray,
+    audio: jnp.ndarray,
+    mel_filters: jnp.ndarray,
+    window: jnp.ndarray,
     sot: jnp.ndarray,
     language_tokens: jnp.ndarray,
     n_audio_head: int,
@@ -237,10 +257,12 @@ def encode(
     detect: bool,
     frames: int,
 ) -> tuple[LayerKV, jnp.ndarray]:
-    """mel [B, n_mels, 2T] → the decoder's cross-attention keys/values of the audio, zero-padded
-    to `frames` (the decoder's context), and the logits of `language_tokens` after the
-    start-of-transcript token [B, n_languages] (zeros when `detect` is off: English-only
-    models). Language detection sees only the audio's own T frames."""
+    """audio [B, S] (float32 samples, its silent tail included) → the decoder's cross-attention
+    keys/values, zero-padded to `frames` (the decoder's context), and the logits of
+    `language_tokens` after the start-of-transcript token [B, n_languages] (zeros when
+    `detect` is off: English-only models). Language detection sees only the audio's own
+    frames."""
+    mel = log_mel(audio, mel_filters, window).astype(params["encoder"]["pos"].dtype)
     audio = _encoder(params, mel, n_audio_head)
     cross = _cross_keys_values(params, audio, n_text_head)
     batch = mel.shape[0]
@@ -264,9 +286,10 @@ def encode(
     return padded, _logits(params, hidden[:, 0])[:, language_tokens]
 
 
-@jax.jit
+# stack_rows and take_rows run op by op: as jitted programs they would compile for every
+# combination of part sizes a call brings (each bucket's batch), mid-meeting on a GPU.
 def stack_rows(rows: tuple[LayerKV, ...]) -> LayerKV:
-    """One batch of cross-attention keys/values from single-row ones of the same shape."""
+    """One batch of cross-attention keys/values from batches of the same context."""
     return tuple(
         (
             jnp.concatenate([row[layer][0] for row in rows]),
@@ -274,6 +297,55 @@ def stack_rows(rows: tuple[LayerKV, ...]) -> LayerKV:
         )
         for layer in range(len(rows[0]))
     )
+
+
+def take_rows(cross: LayerKV, order: jnp.ndarray) -> LayerKV:
+    """The rows `order` [B] of a batch of cross-attention keys/values."""
+    return tuple((k[order], v[order]) for k, v in cross)
+
+
+def _median(values: list[jnp.ndarray]) -> jnp.ndarray:
+    """Elementwise median of an odd number of arrays, by an odd-even transposition sort (min
+    and max only: much faster on XLA:CPU than a sort along a stacked axis)."""
+    values = list(values)
+    for step in range(len(values)):
+        for i in range(step % 2, len(values) - 1, 2):
+            low, high = values[i], values[i + 1]
+            values[i], values[i + 1] = jnp.minimum(low, high), jnp.maximum(low, high)
+    return values[len(values) // 2]
+
+
+@partial(jax.jit, static_argnames=("filter_width",))
+def alignment_matrix(
+    attention: jnp.ndarray, counts: jnp.ndarray, audio_frames: jnp.ndarray, filter_width: int = 7
+) -> jnp.ndarray:
+    """The alignment heads' attention [B, N + 1, A, T] of `generate` → per row the matrix
+    [N + 1, T] that word timing's DTW walks, as openai/whisper's timing.py prepares it: each
+    head's weights over the row's own `audio_frames` renormalized, standardized over the row's
+    `counts[b] + 1` token rows, median-filtered along time (`filter_width` frames, edges
+    repeated) and averaged over heads. Rows and frames past a row's own are zero. Runs where
+    the attention is, so only this matrix (1/A of it) leaves the device."""
+    _, tokens, _, frames = attention.shape
+    frame_ok = jnp.arange(frames)[None, :] < audio_frames[:, None]  # [B, T]
+    token_ok = jnp.arange(tokens)[None, :] <= counts[:, None]  # [B, N + 1]
+    weights = jnp.where(frame_ok[:, None, None, :], attention, 0.0)
+    weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-12)
+    used = token_ok[:, :, None, None]
+    n = jnp.maximum(token_ok.sum(-1), 1)[:, None, None, None]
+    mean = jnp.where(used, weights, 0.0).sum(1, keepdims=True) / n
+    var = jnp.where(used, (weights - mean) ** 2, 0.0).sum(1, keepdims=True) / n
+    weights = (weights - mean) / jnp.maximum(jnp.sqrt(var), 1e-12)
+    # Edges repeat: frames past a row's own take its last frame's value, then `half` more
+    # copies of the first and last columns pad the array for the window's static slices.
+    half = filter_width // 2
+    last = jnp.maximum(audio_frames - 1, 0)[:, None, None, None]
+    last_column = jnp.take_along_axis(weights, jnp.broadcast_to(last, weights.shape[:3] + (1,)), -1)
+    weights = jnp.where(jnp.arange(frames) > last, last_column, weights)
+    padded = jnp.pad(weights, ((0, 0), (0, 0), (0, 0), (half, half)), mode="edge")
+    window = [padded[..., offset : offset + frames] for offset in range(filter_width)]
+    filtered = _median(window)
+    matrix = filtered.mean(axis=2)
+    return jnp.where(token_ok[:, :, None] & frame_ok[:, None, :], matrix, 0.0)
 
 
 class Generated(NamedTuple):

@@ -1,13 +1,13 @@
 """Word times from the alignment heads' cross-attention, by dynamic time warping.
 
-As openai/whisper's timing.py: normalize each head's attention over tokens, median-filter it
-along time, average the heads, and find the monotonic token→frame path of highest attention.
+As openai/whisper's timing.py: the alignment heads' attention, normalized, median-filtered
+along time and averaged over heads (`model.alignment_matrix`, on the device), and here the
+monotonic token→frame path of highest attention through it.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import median_filter
 
 TOKENS_PER_SECOND = 50  # encoder frames per second
 
@@ -48,19 +48,10 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array(tokens[::-1]), np.array(frames[::-1])
 
 
-def token_frames(attention: np.ndarray, n_frames: int, filter_width: int = 7) -> np.ndarray:
-    """Per token row, the frame where the path enters it (seconds = frame / 50).
-
-    `attention` [heads, tokens, frames] are the alignment heads' cross-attention weights over
-    the sequence [no-timestamps, text tokens...]; only the first `n_frames` frames hold audio.
-    """
-    weights = attention[:, :, : max(n_frames, 1)].astype(np.float64)
-    weights = weights / np.maximum(weights.sum(-1, keepdims=True), 1e-12)
-    mean = weights.mean(axis=1, keepdims=True)
-    std = weights.std(axis=1, keepdims=True)
-    weights = (weights - mean) / np.maximum(std, 1e-12)
-    weights = median_filter(weights, size=(1, 1, filter_width), mode="nearest")
-    matrix = weights.mean(axis=0)
-    token_index, frame_index = dtw(-matrix)
+def token_frames(matrix: np.ndarray) -> np.ndarray:
+    """Per token row of `matrix` [tokens, frames] (`model.alignment_matrix` of one row, cut
+    to its tokens and audio frames), the frame where the DTW path enters it (seconds =
+    frame / 50)."""
+    token_index, frame_index = dtw(-matrix.astype(np.float64))
     jumps = np.pad(np.diff(token_index), (1, 0), constant_values=1).astype(bool)
     return frame_index[jumps]
