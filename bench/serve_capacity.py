@@ -58,7 +58,19 @@ def load_long_audio(data_dir: Path = DATA_DIR) -> np.ndarray:
     paths = [path for path in paths if path.is_file()]
     if not paths:
         raise SystemExit(f"none of {', '.join(LONG_ENGLISH)} is in {data_dir}")
-    return np.concatenate([load_audio(path) for path in paths])
+    return np.concatenate([_read(path, load_audio) for path in paths])
+
+
+def _read(path: Path, load_audio) -> np.ndarray:
+    """A 16 kHz mono 16-bit WAV read directly (a GPU box may lack PyAV); anything else
+    through captionbot's decoder."""
+    import wave
+
+    with wave.open(str(path)) as wav:
+        if (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2):
+            pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")
+            return pcm.astype(np.float32) / 32768.0
+    return load_audio(path)
 
 
 def engine_counters(url: str) -> dict[str, float]:
@@ -93,6 +105,8 @@ def start_service(
         command += ["--config", str(args.config)]
     if args.ray:
         command += ["--ray"]
+    if args.service_log:
+        command += ["-v"]
     log = open(args.service_log, "a") if args.service_log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
     line = process.stdout.readline()

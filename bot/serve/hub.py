@@ -11,10 +11,12 @@ silence on the stream clock so later caption times stay right. Other sessions ar
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +36,9 @@ LATENCY_WINDOW = 2000
 # Round time is smoothed over about this many rounds before it counts as overload.
 ROUND_SMOOTHING = 0.2
 HEAP_RELEASE_EVERY_S = 60.0
+# From this many sessions with audio in a round, their audio is fed (VAD) on a thread pool.
+PARALLEL_FEED_SESSIONS = 8
+FEED_THREADS = min(8, len(os.sched_getaffinity(0)))
 
 UpdateCallback = Callable[[CaptionUpdate], None]
 DropCallback = Callable[[float, float], None]
@@ -148,6 +153,7 @@ class SessionHub:
         self._dropped_closed_s = 0.0
         self._failure: BaseException | None = None
         self._flush_requested = False
+        self._feeder: ThreadPoolExecutor | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -160,6 +166,8 @@ class SessionHub:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
+        if self._feeder is not None:
+            self._feeder.shutdown(wait=False)
 
     @property
     def failure(self) -> BaseException | None:
@@ -334,6 +342,7 @@ class SessionHub:
                 gap, session.gap = session.gap, 0
                 work.append((session, chunks, gap, session.ended and not session.chunks))
                 backlog = backlog or bool(session.chunks)
+        feeds: list[tuple[_Session, list[AudioChunk | EndOfStream]]] = []
         for session, chunks, gap, ended in work:
             if not session.opened:
                 if not chunks and not gap and not ended:
@@ -347,18 +356,39 @@ class SessionHub:
                     history=session.history,
                 )
                 session.opened = True
-            if gap:
-                silence = np.zeros(gap, dtype=np.float32)
-                self._transcriber.feed(AudioChunk(session.name, silence, 0.0))
-            for samples in chunks:
-                self._transcriber.feed(AudioChunk(session.name, samples, 0.0))
+            # One chunk per round (the dropped stretch as silence first): the VAD runs once
+            # per session and round, not once per network frame.
+            parts = ([np.zeros(gap, dtype=np.float32)] if gap else []) + chunks
+            messages: list[AudioChunk | EndOfStream] = []
+            if parts:
+                messages.append(AudioChunk(session.name, np.concatenate(parts), 0.0))
             if ended:
-                self._transcriber.feed(EndOfStream(session.name))
+                messages.append(EndOfStream(session.name))
+            feeds.append((session, messages))
+        self._feed(feeds)
+        for session, _ in feeds:
             dropped = session.dropped_s + self._transcriber.stats(session.name).dropped_audio_s
             if dropped > session.reported_drop_s and session.on_drop is not None:
                 session.on_drop(dropped - session.reported_drop_s, dropped)
                 session.reported_drop_s = dropped
         return backlog
+
+    def _feed(self, feeds: list[tuple[_Session, list[AudioChunk | EndOfStream]]]) -> None:
+        """Hand each session its round's audio; with many sessions on several cores, side by
+        side (each stream's VAD is its own state; the ONNX runtime releases the GIL)."""
+
+        def feed(messages: list[AudioChunk | EndOfStream]) -> None:
+            for message in messages:
+                self._transcriber.feed(message)
+
+        busy = [messages for _, messages in feeds if messages]
+        if len(busy) < PARALLEL_FEED_SESSIONS or FEED_THREADS < 2:
+            for messages in busy:
+                feed(messages)
+            return
+        if self._feeder is None:
+            self._feeder = ThreadPoolExecutor(FEED_THREADS, thread_name_prefix="serve-feed")
+        list(self._feeder.map(feed, busy))
 
     def _deliver(self, updates: list[CaptionUpdate]) -> None:
         for update in updates:

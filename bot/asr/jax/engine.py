@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +80,12 @@ OFFLINE_REFERENCE = "greedy 29 s windows, conditioned on previous text"
 # Windows of one bucket encoded in one program on a GPU (on CPU one at a time: batching the
 # encoder there saves nothing and padding a batch to its compiled size costs).
 GPU_ENCODE_ROWS = 64
+# Compiled batch sizes on a GPU, where a decoder step costs about the same for 16 rows as for
+# 64 (it reads every weight once either way) and each program takes long to compile; on CPU
+# every power of two.
+GPU_BATCH_SIZES = (1, 16, 64, 128, 256, 512)
+# A program whose compilation takes longer than this is logged (a GPU's first start).
+SLOW_COMPILE_S = 5.0
 # Programs compiled at once by warm_up (XLA compiles with the GIL released).
 WARM_UP_THREADS = 8
 
@@ -164,7 +172,9 @@ class JaxEngine:
             jnp.float32,
         )
         self._window = jnp.asarray(np.hanning(whisper.N_FFT + 1)[:-1], jnp.float32)
-        self._encode_rows_max = encode_rows or (GPU_ENCODE_ROWS if has_gpu() else 1)
+        gpu = has_gpu()
+        self._encode_rows_max = encode_rows or (GPU_ENCODE_ROWS if gpu else 1)
+        self._compiled_sizes = GPU_BATCH_SIZES if gpu else None
         self._suppress = jnp.asarray(self._suppressed_tokens())
         self._sot = jnp.int32(self._tokenizers.get("transcribe", "en").sot)
         self._warned_beam = False
@@ -225,7 +235,7 @@ class JaxEngine:
 
     def batch_sizes(self, most: int) -> tuple[int, ...]:
         """The compiled batch sizes a call of up to `most` windows uses."""
-        return tuple(sorted({_padded_size(size) for size in range(1, most + 1)}))
+        return tuple(sorted({self._padded(size) for size in range(1, most + 1)}))
 
     def warm_up(
         self,
@@ -240,27 +250,28 @@ class JaxEngine:
         buckets_s = tuple(b for b in buckets_s if b >= smallest) or (smallest,)
         tokenizer = self._tokenizers.get("transcribe", "en")
         prefix = self._prefix(tokenizer, "")
-        sizes = sorted({_padded_size(size) for size in batch_sizes})
-        encode_sizes = sorted({min(size, _padded_size(self._encode_rows_max)) for size in sizes})
+        sizes = sorted({self._padded(size) for size in batch_sizes})
+        encode_sizes = sorted({min(size, self._padded(self._encode_rows_max)) for size in sizes})
 
         def encode(bucket: float, rows: int) -> whisper.LayerKV:
             silence = self._audio(np.zeros(0, np.float32), bucket)
-            return self._encode_audio(np.stack([silence] * rows), int(bucket * TOKENS_PER_SECOND))[
-                0
-            ]
+            with _timed("encoder", bucket, rows):
+                frames = int(bucket * TOKENS_PER_SECOND)
+                return self._encode_audio(np.stack([silence] * rows), frames)[0]
 
         def decode(bucket: float, rows: int, cross: whisper.LayerKV) -> None:
             frames = int(bucket * TOKENS_PER_SECOND)
-            self._generate(
-                whisper.take_rows(cross, jnp.zeros(rows, jnp.int32)),
-                jnp.ones((rows, frames), bool),
-                bucket,
-                [prefix] * rows,
-                [tokenizer] * rows,
-                [8] * rows,
-                [frames] * rows,
-                0.0,
-            )
+            with _timed("decoder", bucket, rows):
+                self._generate(
+                    whisper.take_rows(cross, jnp.zeros(rows, jnp.int32)),
+                    jnp.ones((rows, frames), bool),
+                    bucket,
+                    [prefix] * rows,
+                    [tokenizer] * rows,
+                    [8] * rows,
+                    [frames] * rows,
+                    0.0,
+                )
 
         encodings = [(bucket, rows) for bucket in buckets_s for rows in encode_sizes]
         with ThreadPoolExecutor(WARM_UP_THREADS) as pool:
@@ -288,6 +299,9 @@ class JaxEngine:
         return OfflineResult(
             words=tuple(words), text=text, language=detected or "en", reference=reference
         )
+
+    def _padded(self, size: int) -> int:
+        return _padded_size(size, self._compiled_sizes)
 
     # -- audio ---------------------------------------------------------------------------------
 
@@ -317,7 +331,7 @@ class JaxEngine:
             for first in range(0, len(members), self._encode_rows_max):
                 group = members[first : first + self._encode_rows_max]
                 audio = [self._audio(windows[i].audio, bucket) for i in group]
-                audio += [audio[-1]] * (_padded_size(len(group)) - len(group))
+                audio += [audio[-1]] * (self._padded(len(group)) - len(group))
                 cross, language_logits = self._encode_audio(np.stack(audio), frames)
                 parts.append(cross)
                 language_logits = np.asarray(language_logits, np.float64)
@@ -405,7 +419,7 @@ class JaxEngine:
     ) -> list[_Decoded]:
         """Decode the `pending` rows of a batch, padded to a compiled batch size (the rows
         past `pending` repeat its last and are decoded for nothing)."""
-        rows = pending + [pending[-1]] * (_padded_size(len(pending)) - len(pending))
+        rows = pending + [pending[-1]] * (self._padded(len(pending)) - len(pending))
         order = batch.index[rows]
         encoded_rows = batch.cross[0][0].shape[0]
         same = len(order) == encoded_rows and bool((order == np.arange(encoded_rows)).all())
@@ -485,6 +499,17 @@ class JaxEngine:
         return window_words(timings, duration_s)[0]
 
 
-def _padded_size(size: int) -> int:
-    """Batches of 1, 2, 4, 8...: a handful of compiled shapes instead of one per size."""
-    return 1 << (size - 1).bit_length()
+@contextmanager
+def _timed(program: str, bucket: float, rows: int) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - started
+    if elapsed > SLOW_COMPILE_S:
+        logger.info("jax %s for %g s x %d rows ready in %.1f s", program, bucket, rows, elapsed)
+
+
+def _padded_size(size: int, compiled: tuple[int, ...] | None = None) -> int:
+    """The compiled batch size a batch of `size` runs at: the first of `compiled` that holds
+    it, or the power of two (a handful of compiled shapes instead of one per size)."""
+    power = 1 << (size - 1).bit_length()
+    return next((c for c in compiled if c >= size), power) if compiled else power
