@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import ConfigError
 from bot.languages import LANGUAGE_CODES
-from bot.messages import MIN_CONTEXT_S, WHISPER_WINDOW_S
+from bot.messages import WHISPER_WINDOW_S
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 
 
@@ -32,7 +32,20 @@ class EngineConfig(_Section):
     workers: int = Field(0, ge=0, le=64)
     beam_size: int = Field(1, ge=1, le=10)
     audio_context: Literal["trimmed", "full"] = "trimmed"
-    min_context_s: float = Field(MIN_CONTEXT_S, ge=0, le=WHISPER_WINDOW_S)
+    min_context_s: Literal["auto"] | float = "auto"
+
+    @field_validator("min_context_s", mode="before")
+    @classmethod
+    def _auto_or_seconds(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        try:
+            seconds = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"use auto or seconds from 0 to {WHISPER_WINDOW_S:g}") from None
+        if not 0 <= seconds <= WHISPER_WINDOW_S:
+            raise ValueError(f"use auto or seconds from 0 to {WHISPER_WINDOW_S:g}")
+        return seconds
 
 
 _DEFAULT = StreamingOptions()
@@ -44,6 +57,8 @@ class StreamingConfig(_Section):
     max_buffer_s: float = Field(_DEFAULT.max_buffer_s, gt=2, le=BUFFER_LIMIT_S)
     pause_s: float = Field(_DEFAULT.pause_s, gt=0, le=10)
     right_context_s: float = Field(_DEFAULT.right_context_s, ge=0, le=5)
+    doubtful_below: float = Field(_DEFAULT.doubtful_below, ge=0, le=1)
+    doubtful_right_context_s: float = Field(_DEFAULT.doubtful_right_context_s, ge=0, le=5)
     long_pause_s: float = Field(_DEFAULT.long_pause_s, gt=0, le=20)
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)

@@ -15,7 +15,7 @@ SAMPLE_RATE = 16_000
 # The audio one Whisper window holds (seconds).
 WHISPER_WINDOW_S = 30.0
 # Least encoder context of a streaming window (silence after a short one); see DecodeOptions.
-# Off by default: it helps base on short items and hurt tiny.en on JFK (README, Engines).
+# engine.min_context_s "auto" takes the model's measured value (bot.asr.factory), else this.
 MIN_CONTEXT_S = 0.0
 
 

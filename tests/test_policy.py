@@ -367,6 +367,61 @@ def test_a_word_commits_only_once_speech_follows_it_unless_the_pause_is_long(jfk
     assert "asked not" in captions.text(), captions.text()
 
 
+def test_a_doubtful_word_waits_for_speech_after_it_even_across_a_pause(jfk):
+    """Whisper base hears "ask" before JFK's pause as "asked" (probability 0.36) and ends the
+    sentence there ("not." 0.56) until "what" follows: those unsure words stay tentative
+    through the pause (shorter than long_pause_s) and the window that hears "what" gives
+    "ask not what". Sure words commit as before."""
+
+    def unsure_before_the_pause(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(JFK_WORDS)(start, end, n)
+        if end < 5.8:
+            unsure = {" ask": Word(" asked", 0, 0, 0.36), " not": Word(" not.", 0, 0, 0.56)}
+            heard = [
+                Word(unsure[w.text].text, w.start, w.end, unsure[w.text].probability)
+                if w.text in unsure
+                else w
+                for w in heard
+            ]
+        return heard
+
+    engine = ScriptedEngine.of(a=(jfk, unsure_before_the_pause))
+    captions, _ = play(engine, StreamingOptions(doubtful_below=0.5))
+    text = captions.text()
+    assert "Americans, ask not what your country" in text, text
+    americans = next(w for w in captions.committed() if w.text == " Americans")
+    assert americans.emitted_s < 3.3  # a sure word before the pause did not wait
+    # Below 0.36 "asked" is sure, and commits at the pause.
+    asked_is_sure, _ = play(engine, StreamingOptions(doubtful_below=0.3))
+    assert "asked not" in asked_is_sure.text(), asked_is_sure.text()
+    # A pause longer than long_pause_s commits the doubtful words as they stand.
+    captions, _ = play(engine, StreamingOptions(doubtful_below=0.5, long_pause_s=0.6))
+    assert "asked not" in captions.text(), captions.text()
+
+
+def test_a_doubtful_word_commits_once_enough_speech_follows_it(jfk):
+    """Two hypotheses agree on an unsure "fellow" (1.55-1.9 s): it commits once
+    `doubtful_right_context_s` of speech has been heard after it ("Americans, ask not",
+    across the pause), not at once, and the sure words before it do not wait."""
+
+    def unsure_fellow(start: float, end: float, n: int) -> list[Word]:
+        return [
+            Word(w.text, w.start, w.end, 0.3) if w.text == " fellow" else w
+            for w in fully_heard(JFK_WORDS)(start, end, n)
+        ]
+
+    engine = ScriptedEngine.of(a=(jfk, unsure_fellow))
+
+    def emitted(options: StreamingOptions) -> dict[str, float]:
+        captions, _ = play(engine, options)
+        return {w.text: w.emitted_s for w in captions.committed()[:5]}
+
+    waited = emitted(StreamingOptions(doubtful_below=0.5, doubtful_right_context_s=1.0))
+    plain = emitted(StreamingOptions(doubtful_below=0.0))
+    assert plain[" fellow"] <= 2.5 and waited[" my"] == plain[" my"]
+    assert waited[" fellow"] >= 4.3, waited
+
+
 def test_a_pause_that_ends_a_sentence_keeps_its_period_and_the_next_word_is_capitalized(jfk):
     said = [*JFK_WORDS[:7], *spoken("now what your country can do for you.", 5.45, 0.27)]
 

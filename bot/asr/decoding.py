@@ -41,9 +41,8 @@ class DecodeOptions:
     silence_tail_s: float = 1.0
     # A trimmed context is at least this long: Whisper, trained on 30 s windows, writes fewer
     # errors on a short window given more silence after it (base, 41 short English items
-    # streamed: WER 5.11% at 0, 4.65% at 10, 4.05% at 15, 4.20% at 20; offline 3.60%), but
-    # tiny.en at 15 wrote JFK as "And so am I fellow Americans asked not": 0 until measured
-    # per model.
+    # streamed: WER 5.11% at 0, 4.65% at 10, 4.05% at 15, 4.20% at 20; offline 3.60%); tiny.en
+    # gained nothing (4.65% at 0 and 15). The factory picks it per model (MIN_CONTEXT_S_BY_MODEL).
     min_context_s: float = MIN_CONTEXT_S
     max_tokens_per_second: float = 8.0
 

@@ -20,6 +20,14 @@ Ask not what your country can do for" all aligned at 6.88 s. Speech repeats long
 ("the forms of printed letters should" twice in 16 s of the long file), at ~0.3 s a word."""
 
 
+def _waits(word: Word, before: Word, doubtful: tuple[float, float | None] | None) -> bool:
+    """Is `word` (agreeing with `before`) doubtful and still short of its right context?"""
+    if doubtful is None or doubtful[1] is None:
+        return False
+    below, until = doubtful
+    return min(word.probability, before.probability) < below and word.end > until
+
+
 def normalized(text: str) -> str:
     """Word identity for agreement: case and punctuation do not make two words differ."""
     return "".join(
@@ -61,9 +69,13 @@ class LocalAgreement:
         now: float,
         until: float | None = None,
         last: bool = False,
+        doubtful: tuple[float, float | None] | None = None,
     ) -> list[CommittedWord]:
         """Take a new hypothesis (absolute times); return the words it commits (those ending
         by `until`, if given: the rest stay tentative however well they agree).
+
+        `doubtful` (probability, until): a word under that probability in this hypothesis or
+        the last commits only if it ends by that `until` (None: it may).
 
         `last` says no decode follows this one to correct it: tentative words from before its
         first word are kept, as it may have skipped them (the end of JFK, decoded from a cut
@@ -79,6 +91,7 @@ class LocalAgreement:
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
             and (until is None or new[count].end <= until)
+            and not _waits(new[count], self.pending[count].word, doubtful)
         ):
             count += 1
         committed = [

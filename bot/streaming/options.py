@@ -28,6 +28,11 @@ class StreamingOptions:
     follows)."""
     long_pause_s: float = 1.5
     """Silence after which every pending word is committed, right context or not."""
+    doubtful_below: float = 0.5
+    """A word whose probability in either agreeing hypothesis is under this is doubtful: it
+    commits by agreement only with `doubtful_right_context_s` of speech after it (or at a
+    pause). Whisper's misheard words are mostly unsure ones ("asked" 0.36 before "not")."""
+    doubtful_right_context_s: float = 1.0
     vad: bool = True
     """Skip silence (Silero VAD): no decoding and no hallucinated text where nobody speaks."""
     vad_threshold: float = 0.5

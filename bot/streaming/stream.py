@@ -210,7 +210,7 @@ class OnlineStream:
         self._heard = words
         self._reheard_held(words)
         committed = self._agreement.insert(
-            words, window_start, now, self._context_limit(), last=last
+            words, window_start, now, self._context_limit(), last=last, doubtful=self._doubt()
         )
         committed += self._finalize_if_paused(now)
         committed += self._trim(now)
@@ -287,10 +287,28 @@ class OnlineStream:
             return self._finalize(now)
         return []
 
-    def _context_limit(self) -> float | None:
-        """The latest word end that has `right_context_s` of speech after it in what was
-        decoded; None when every word may commit (the rule is off, a long pause, the end)."""
-        context = self.options.right_context_s
+    def _first_doubtful_pending(self) -> Word | None:
+        """The first tentative word under `doubtful_below`, while the rule holds (no long
+        pause yet, not the end of the stream)."""
+        below = self.options.doubtful_below
+        if not below or self.ended or self._silence_s() >= self.options.long_pause_s:
+            return None
+        return next((p.word for p in self._agreement.pending if p.word.probability < below), None)
+
+    def _doubt(self) -> tuple[float, float | None] | None:
+        """The doubtful-word rule for `LocalAgreement.insert`, None when it is off."""
+        if not self.options.doubtful_below:
+            return None
+        return (
+            self.options.doubtful_below,
+            self._context_limit(self.options.doubtful_right_context_s),
+        )
+
+    def _context_limit(self, context: float | None = None) -> float | None:
+        """The latest word end that has `context` (default `right_context_s`) of speech after
+        it in what was decoded; None when every word may commit (the rule is off, a long
+        pause, the end)."""
+        context = self.options.right_context_s if context is None else context
         if not context or self._detector is None or self.ended:
             return None
         if self._silence_s() >= self.options.long_pause_s:
@@ -302,6 +320,11 @@ class OnlineStream:
         limit = self._context_limit()
         if limit is not None:
             return self._agreement.commit_pending(now, until=limit, before_start=pause)
+        doubtful = self._first_doubtful_pending()
+        if doubtful is not None:
+            # "ask" before a pause reads "asked" until "not what" follows: a doubtful word
+            # waits for the speech after the pause, or for a long pause.
+            return self._agreement.commit_pending(now, until=doubtful.start)
         committed = self._agreement.commit_pending(
             now, until=pause + PAUSE_MARGIN_S, before_start=pause
         )
