@@ -109,6 +109,8 @@ def start_service(
         command += ["-v"]
     log = open(args.service_log, "a") if args.service_log else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
+    if args.service_log:
+        log.close()  # the service holds its own copy
     line = process.stdout.readline()
     found = re.search(r"ws://\S+/ws", line)
     if not found:

@@ -42,7 +42,7 @@ class EngineConfig(_Section):
         try:
             seconds = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise ValueError(f"use auto or seconds from 0 to {WHISPER_WINDOW_S:g}") from None
+            seconds = -1.0
         if not 0 <= seconds <= WHISPER_WINDOW_S:
             raise ValueError(f"use auto or seconds from 0 to {WHISPER_WINDOW_S:g}")
         return seconds
