@@ -175,3 +175,16 @@ def test_a_decode_that_is_not_the_last_replaces_the_tentative_words():
     agreement.insert(words("ask what you can do for your country.", 8.0), 7.2, now=10.6)
     agreement.insert(words("for your country.", 9.5), 7.2, now=11.0)
     assert texts([p.word for p in agreement.pending]) == "for your country."
+
+
+def test_a_hypothesis_places_itself_only_if_it_rehears_the_committed_words_in_its_window():
+    agreement = LocalAgreement()
+    agreement.insert(words("can do for you.", 6.0), 0.0, now=8.0)
+    agreement.insert(words("can do for you.", 6.0), 0.0, now=8.5)
+    assert agreement.pending == []
+    cut = 7.0  # the window starts at "for" (7.0-7.4), "you." (7.5-7.9) after it
+    assert agreement.places(words("for you. Ask what", 7.0), cut)
+    assert agreement.places(words("For you, ask what", 7.0), cut)
+    lost = [Word(" for", 7.68, 9.08), Word(" your", 9.08, 10.08), Word(" country.", 10.08, 10.46)]
+    assert not agreement.places(lost, cut)
+    assert agreement.places(words("Ask what", 8.0), 8.0)  # nothing committed inside it

@@ -329,6 +329,15 @@ def test_jfk_decoded_as_in_real_time_reads_ask_not_as_one_sentence(base_engine):
     assert "not." not in text and text.count(".") == 1 and text.endswith("."), text
 
 
+@pytest.mark.parametrize("decode_at_s", [(5.25, 8.25), (4.67, 8.17)], ids=["a", "b"])
+def test_jfk_decoded_late_in_a_loaded_service_loses_no_sentence(tiny_engine, decode_at_s):
+    """A service busy with another session decoded JFK about every 3 s: the pause committed
+    "for you.", and tiny.en's last decode, from a cut there, heard only "for your country."
+    ("ask what you can do" lost, then the sentence as the buffer was cut at "you.")."""
+    text = decoded_at(tiny_engine, load_audio(bundled_sample()), decode_at_s)
+    assert text.lower().endswith("for you ask what you can do for your country."), text
+
+
 @pytest.mark.parametrize(
     "last_decodes_at_s", [(7.533, 7.8), (7.0, 7.6), (7.0, 7.5, 7.9)], ids=["a", "b", "c"]
 )

@@ -20,14 +20,6 @@ Ask not what your country can do for" all aligned at 6.88 s. Speech repeats long
 ("the forms of printed letters should" twice in 16 s of the long file), at ~0.3 s a word."""
 
 
-def _waits(word: Word, before: Word, doubtful: tuple[float, float | None] | None) -> bool:
-    """Is `word` (agreeing with `before`) doubtful and still short of its right context?"""
-    if doubtful is None or doubtful[1] is None:
-        return False
-    below, until = doubtful
-    return min(word.probability, before.probability) < below and word.end > until
-
-
 def normalized(text: str) -> str:
     """Word identity for agreement: case and punctuation do not make two words differ."""
     return "".join(
@@ -35,6 +27,26 @@ def normalized(text: str) -> str:
         for c in unicodedata.normalize("NFKC", text).casefold()
         if unicodedata.category(c)[0] not in "PZ"
     )
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """The doubtful-word rule: a word under probability `below` commits by agreement only if
+    it ends by `until` (None: the rule does not hold back now)."""
+
+    below: float
+    until: float | None = None
+
+    def doubtful(self, word: Word) -> bool:
+        return word.probability < self.below
+
+    def holds_back(self, word: Word, before: Word) -> bool:
+        """Is `word`, agreeing with `before`, doubtful in either and short of `until`?"""
+        return (
+            self.until is not None
+            and (self.doubtful(word) or self.doubtful(before))
+            and word.end > self.until
+        )
 
 
 @dataclass(frozen=True)
@@ -69,13 +81,12 @@ class LocalAgreement:
         now: float,
         until: float | None = None,
         last: bool = False,
-        doubtful: tuple[float, float | None] | None = None,
+        doubt: Doubt | None = None,
     ) -> list[CommittedWord]:
         """Take a new hypothesis (absolute times); return the words it commits (those ending
         by `until`, if given: the rest stay tentative however well they agree).
 
-        `doubtful` (probability, until): a word under that probability in this hypothesis or
-        the last commits only if it ends by that `until` (None: it may).
+        `doubt`: a doubtful word in this hypothesis or the last commits only as it allows.
 
         `last` says no decode follows this one to correct it: tentative words from before its
         first word are kept, as it may have skipped them (the end of JFK, decoded from a cut
@@ -91,7 +102,7 @@ class LocalAgreement:
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
             and (until is None or new[count].end <= until)
-            and not _waits(new[count], self.pending[count].word, doubtful)
+            and not (doubt and doubt.holds_back(new[count], self.pending[count].word))
         ):
             count += 1
         committed = [
@@ -129,7 +140,13 @@ class LocalAgreement:
         self.pending = []
 
     def _after_committed(self, words: list[Word], window_start: float) -> list[Word]:
-        """Drop the words of a hypothesis that re-hear already committed audio.
+        """Drop the words of a hypothesis that re-hear already committed audio."""
+        count, _ = self._rehearing(words, window_start)
+        return list(words[count:])
+
+    def _rehearing(self, words: list[Word], window_start: float) -> tuple[int, bool]:
+        """How many leading words of a hypothesis re-hear committed audio, and whether their
+        text says so (False: it did not agree, and time alone decided).
 
         Committed words still inside the window are matched by text against the head of the
         hypothesis (the longest run that agrees), which is robust to the jitter of aligned word
@@ -137,7 +154,7 @@ class LocalAgreement:
         """
         inside = [w for w in self._tail if w.end > window_start + 0.05]
         if not inside:
-            return self._without_repeated_tail(words)
+            return len(words) - len(self._without_repeated_tail(words)), True
         estimate = sum(1 for w in words if (w.start + w.end) / 2 < self.committed_end)
         target = [normalized(w.text) for w in inside]
         heard = [normalized(w.text) for w in words]
@@ -148,15 +165,21 @@ class LocalAgreement:
             if length > best_length or (length == best_length and length > 0 and closer):
                 best, best_length = i, length
         if best_length < min(2, len(target)):
-            best = estimate
-        return list(words[best:])
+            return estimate, False
+        return best, True
 
     def places(self, words: list[Word], window_start: float) -> bool:
-        """Do the first words of this hypothesis (after what is committed) agree with the
-        tentative words, or continue them? True when nothing is tentative."""
-        if not self.pending:
-            return True
-        return self._found_in_pending(self._after_committed(words, window_start)) is not None
+        """Does this hypothesis re-hear, by text, the committed words inside its window, and
+        do its next words agree with the tentative words or continue them?
+
+        A decode that fails this lost its place: tiny.en, from a cut at "for you." before
+        "Ask what you can do for your country.", heard "for your country." with "for" over
+        the whole sentence.
+        """
+        count, by_text = self._rehearing(words, window_start)
+        if not by_text:
+            return False
+        return not self.pending or self._found_in_pending(words[count:]) is not None
 
     def _found_in_pending(self, heard: list[Word]) -> int | None:
         """Where the first words of `heard` are among the tentative words, by text."""

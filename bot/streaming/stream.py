@@ -17,7 +17,7 @@ import numpy as np
 
 from bot.asr.engine import Hypothesis, Task, Window
 from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, Word
-from bot.streaming.agreement import LocalAgreement, normalized
+from bot.streaming.agreement import Doubt, LocalAgreement, normalized
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 from bot.streaming.vad import SileroModel, SpeechDetector
 from bot.text import ends_sentence
@@ -47,6 +47,8 @@ class StreamStats:
     forced_commits: int = 0
     dropped_audio_s: float = 0.0
     max_buffer_s: float = 0.0
+    whole_redecodes: int = 0
+    """Last decodes from a cut that lost their place and were redone on the whole buffer."""
 
 
 class OnlineStream:
@@ -190,9 +192,13 @@ class OnlineStream:
             and window_start > self._buffer_start
             and not self._agreement.places(words, window_start)
         ):
-            # The last decode, from a cut, disagrees with the tentative words a decode of the
-            # whole buffer heard (tiny.en heard JFK's end as "for your country." after "ask
-            # what you can do" was tentative): the whole buffer is decoded once more instead.
+            # The last decode, from a cut, lost its place: it does not re-hear the committed
+            # words the cut kept, or disagrees with the tentative words a decode of the whole
+            # buffer heard (tiny.en heard JFK's end as "for your country." after "ask what you
+            # can do" was tentative, or after "for you." was committed): the whole buffer is
+            # decoded once more instead.
+            logger.debug("%s: the last decode lost its place; decoding it whole", self.stream_id)
+            self.stats.whole_redecodes += 1
             self._decode_whole = True
             return None
         last = self.ended
@@ -210,10 +216,13 @@ class OnlineStream:
         self._heard = words
         self._reheard_held(words)
         committed = self._agreement.insert(
-            words, window_start, now, self._context_limit(), last=last, doubtful=self._doubt()
+            words, window_start, now, self._context_limit(), last=last, doubt=self._doubt()
         )
         committed += self._finalize_if_paused(now)
-        committed += self._trim(now)
+        if not self.ended:
+            # At the end no later window needs a short buffer, and a cut would drop tentative
+            # words that started before it, which only the end commits now.
+            committed += self._trim(now)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "%s window %.2f-%.2f heard %r %r committed %r tentative %r buffer_start %.2f",
@@ -288,21 +297,19 @@ class OnlineStream:
         return []
 
     def _first_doubtful_pending(self) -> Word | None:
-        """The first tentative word under `doubtful_below`, while the rule holds (no long
-        pause yet, not the end of the stream)."""
-        below = self.options.doubtful_below
-        if not below or self.ended or self._silence_s() >= self.options.long_pause_s:
+        """The first doubtful tentative word, while the rule holds (no long pause yet, not
+        the end of the stream)."""
+        doubt = self._doubt()
+        if doubt is None or self.ended or self._silence_s() >= self.options.long_pause_s:
             return None
-        return next((p.word for p in self._agreement.pending if p.word.probability < below), None)
+        return next((p.word for p in self._agreement.pending if doubt.doubtful(p.word)), None)
 
-    def _doubt(self) -> tuple[float, float | None] | None:
-        """The doubtful-word rule for `LocalAgreement.insert`, None when it is off."""
+    def _doubt(self) -> Doubt | None:
+        """The doubtful-word rule as it stands now, None when it is off."""
         if not self.options.doubtful_below:
             return None
-        return (
-            self.options.doubtful_below,
-            self._context_limit(self.options.doubtful_right_context_s),
-        )
+        limit = self._context_limit(self.options.doubtful_right_context_s)
+        return Doubt(self.options.doubtful_below, limit)
 
     def _context_limit(self, context: float | None = None) -> float | None:
         """The latest word end that has `context` (default `right_context_s`) of speech after
