@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bot.messages import SAMPLE_RATE, AudioChunk, EndOfStream, join_words
+from bot.streaming.options import StreamingOptions
+from bot.streaming.transcriber import StreamingTranscriber
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 SKIP_NO_DATA = (
     f"real speech data not found at {DATA_DIR} (the ../shared/data folder beside the repo)"
@@ -88,3 +92,28 @@ def english_wer(reference: str, hypothesis: str) -> float:
 
     normalize = EnglishTextNormalizer()
     return jiwer.wer(normalize(reference), normalize(hypothesis))
+
+
+def decoded_at(
+    engine,
+    audio: np.ndarray,
+    decode_at_s: tuple[float, ...],
+    options: StreamingOptions | None = None,
+) -> str:
+    """The committed text of `audio` decoded once at each of these moments, then at its end."""
+    transcriber = StreamingTranscriber(engine, options, clock="audio")
+    transcriber.open("s", "transcribe", "en")
+    committed = []
+    fed = 0
+    for moment_s in (*decode_at_s, None):
+        end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
+        transcriber.feed(AudioChunk("s", audio[fed:end], fed / SAMPLE_RATE))
+        fed = end
+        if moment_s is None:
+            transcriber.feed(EndOfStream("s"))
+        for update in transcriber.step():
+            committed += update.committed
+    while transcriber.active:
+        for update in transcriber.step():
+            committed += update.committed
+    return join_words(committed)

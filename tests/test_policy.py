@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from conftest import decoded_at
 from scripted_engine import Hearing, ScriptedEngine, fully_heard, spoken
 
 from bot.audio.decode import load_audio
@@ -499,27 +500,6 @@ def test_a_last_decode_that_stops_before_the_speech_does_decodes_the_rest_again(
     assert 6.5 < tail.start < 7.6 and tail.window.prompt.endswith("can do for")
 
 
-def play_at(
-    engine: ScriptedEngine, decode_at_s: tuple[float, ...], options: StreamingOptions
-) -> tuple[Captions, StreamingTranscriber]:
-    """Stream recording "a" decoding once at each of these moments, then at its end."""
-    audio = engine.scripts["a"].audio
-    transcriber = StreamingTranscriber(engine, options, clock="audio")
-    transcriber.open("a", "transcribe", "en")
-    captions = Captions()
-    fed = 0
-    for moment_s in (*decode_at_s, None):
-        end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
-        transcriber.feed(AudioChunk("a", audio[fed:end], fed / SAMPLE_RATE))
-        fed = end
-        if moment_s is None:
-            transcriber.feed(EndOfStream("a"))
-        captions.updates += transcriber.step()
-    while transcriber.active:
-        captions.updates += transcriber.step()
-    return captions, transcriber
-
-
 # tiny.en's real-time moments in a loaded service: at 8.25 s the pause commits "for you.";
 # the buffer (11 s at the end) is then long enough for the last decode to start at a cut.
 JFK_LOADED_DECODES_S = (5.25, 8.25)
@@ -541,10 +521,8 @@ def test_a_last_decode_that_loses_its_place_is_replaced_by_a_decode_of_the_whole
         return fully_heard(JFK_WORDS)(start, end, n)
 
     engine = ScriptedEngine.of(a=(jfk, loses_place))
-    captions, _ = play_at(engine, JFK_LOADED_DECODES_S, StreamingOptions())
-    assert captions.text().endswith("for you. Ask what you can do for your country."), (
-        captions.text()
-    )
+    text = decoded_at(engine, jfk, JFK_LOADED_DECODES_S, StreamingOptions())
+    assert text.endswith("for you. Ask what you can do for your country."), text
     cut, whole = engine.decoded[-2:]
     assert cut.start > 5.0 and whole.start == 0.0 and whole.end == cut.end
 
@@ -562,11 +540,9 @@ def test_the_words_of_the_last_decode_are_not_cut_away_with_the_buffer(jfk):
         return heard
 
     engine = ScriptedEngine.of(a=(jfk, early_ask))
-    captions, _ = play_at(engine, JFK_LOADED_DECODES_S, StreamingOptions())
+    text = decoded_at(engine, jfk, JFK_LOADED_DECODES_S, StreamingOptions())
     assert engine.decoded[-1].start > 5.0
-    assert captions.text().endswith("for you. Ask what you can do for your country."), (
-        captions.text()
-    )
+    assert text.endswith("for you. Ask what you can do for your country."), text
 
 
 def test_words_of_no_length_at_the_end_of_a_hypothesis_are_not_speech():

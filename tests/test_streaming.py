@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import english_wer
+from conftest import decoded_at, english_wer
 
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
-from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, EndOfStream, join_words
+from bot.messages import SAMPLE_RATE, CaptionUpdate
 from bot.outputs.transcript import Transcript, TranscriptRecorder
 from bot.streaming.agreement import normalized
 from bot.streaming.feeding import Recording, run_fast, run_realtime
@@ -354,31 +354,6 @@ def test_a_last_decode_that_stops_before_the_speech_does_loses_no_words(
     text = decoded_at(base_engine, audio, (*decode_at_s, *last_decodes_at_s))
     assert "professes to avoid ornament" in normalized_words(text), text
     assert english_wer(row["text"], text) < 0.1, text
-
-
-def decoded_at(
-    engine,
-    audio: np.ndarray,
-    decode_at_s: tuple[float, ...],
-    options: StreamingOptions | None = None,
-) -> str:
-    """The committed text of `audio` decoded once at each of these moments, then at its end."""
-    transcriber = StreamingTranscriber(engine, options, clock="audio")
-    transcriber.open("s", "transcribe", "en")
-    committed = []
-    fed = 0
-    for moment_s in (*decode_at_s, None):
-        end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
-        transcriber.feed(AudioChunk("s", audio[fed:end], fed / SAMPLE_RATE))
-        fed = end
-        if moment_s is None:
-            transcriber.feed(EndOfStream("s"))
-        for update in transcriber.step():
-            committed += update.committed
-    while transcriber.active:
-        for update in transcriber.step():
-            committed += update.committed
-    return join_words(committed)
 
 
 def normalized_words(text: str) -> str:
