@@ -196,12 +196,13 @@ class MeetingAudioSource:
         finally:
             loop.close()
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(compress=False, max_msg_size=4 * 1024 * 1024)
         try:
             await socket.prepare(request)
         except (ConnectionError, RuntimeError):  # the page went away mid-handshake
-            return socket
+            # Not the half-open socket: aiohttp would finish it and log "Call .prepare() first".
+            return web.Response(status=400, text="websocket handshake failed")
         self._connections += 1
         connection = self._connections
         logger.info("meeting page connected its audio (connection %d)", connection)

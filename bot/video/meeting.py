@@ -81,12 +81,13 @@ class MeetingVideoSink:
         app.router.add_get("/video", self._socket)
         return app
 
-    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(compress=False)
         try:
             await socket.prepare(request)
         except (ConnectionError, RuntimeError):  # the page went away mid-handshake
-            return socket
+            # Not the half-open socket: aiohttp would finish it and log "Call .prepare() first".
+            return web.Response(status=400, text="websocket handshake failed")
         self._clients[socket] = False
         logger.info("meeting page connected to the camera")
         try:
