@@ -12,6 +12,7 @@ import struct
 import time
 
 import aiohttp
+import pytest
 
 from bot.audio.meeting import MeetingAudioSource
 from bot.video.meeting import MeetingVideoSink
@@ -42,28 +43,23 @@ async def connects(url: str) -> bool:
         return not ws.closed
 
 
-def test_audio_handshakes_the_page_abandons_log_no_error(caplog):
-    port = free_port()
+def open_audio(port: int) -> MeetingAudioSource:
     source = MeetingAudioSource(port, chunk_s=0.2, base_stream_id="meeting")
     source.open()
-    try:
-        with caplog.at_level(logging.ERROR):
-            abort_handshakes(port, "/audio", 20)
-            time.sleep(0.5)
-            assert asyncio.run(connects(f"ws://127.0.0.1:{port}/audio"))
-        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
-    finally:
-        source.close()
+    return source
 
 
-def test_camera_handshakes_the_page_abandons_log_no_error(caplog):
+@pytest.mark.parametrize(
+    ("path", "serve"), [("/audio", open_audio), ("/video", lambda port: MeetingVideoSink(port, 5))]
+)
+def test_handshakes_the_page_abandons_log_no_error_and_the_next_page_connects(caplog, path, serve):
     port = free_port()
-    sink = MeetingVideoSink(port, fps=5)
+    server = serve(port)
     try:
         with caplog.at_level(logging.ERROR):
-            abort_handshakes(port, "/video", 20)
+            abort_handshakes(port, path, 20)
             time.sleep(0.5)
-            assert asyncio.run(connects(f"ws://127.0.0.1:{port}/video"))
+            assert asyncio.run(connects(f"ws://127.0.0.1:{port}{path}"))
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     finally:
-        sink.close()
+        server.close()

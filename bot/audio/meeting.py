@@ -24,6 +24,7 @@ from aiohttp import WSMsgType, web
 
 from bot.audio.sources import StreamSamples
 from bot.errors import DeviceError
+from bot.web import accept_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +199,9 @@ class MeetingAudioSource:
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(compress=False, max_msg_size=4 * 1024 * 1024)
-        try:
-            await socket.prepare(request)
-        except (ConnectionError, RuntimeError):  # the page went away mid-handshake
-            # Not the half-open socket: aiohttp would finish it and log "Call .prepare() first".
-            return web.Response(status=400, text="websocket handshake failed")
+        failed = await accept_websocket(socket, request)
+        if failed is not None:
+            return failed
         self._connections += 1
         connection = self._connections
         logger.info("meeting page connected its audio (connection %d)", connection)

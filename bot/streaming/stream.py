@@ -299,10 +299,10 @@ class OnlineStream:
     def _first_doubtful_pending(self) -> Word | None:
         """The first doubtful tentative word, while the rule holds (no long pause yet, not
         the end of the stream)."""
-        doubt = self._doubt()
-        if doubt is None or self.ended or self._silence_s() >= self.options.long_pause_s:
+        below = self.options.doubtful_below
+        if not below or self.ended or self._silence_s() >= self.options.long_pause_s:
             return None
-        return next((p.word for p in self._agreement.pending if doubt.doubtful(p.word)), None)
+        return next((p.word for p in self._agreement.pending if p.word.probability < below), None)
 
     def _doubt(self) -> Doubt | None:
         """The doubtful-word rule as it stands now, None when it is off."""

@@ -20,6 +20,7 @@ import numpy as np
 from aiohttp import web
 
 from bot.errors import OutputError
+from bot.web import accept_websocket
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +84,9 @@ class MeetingVideoSink:
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         socket = web.WebSocketResponse(compress=False)
-        try:
-            await socket.prepare(request)
-        except (ConnectionError, RuntimeError):  # the page went away mid-handshake
-            # Not the half-open socket: aiohttp would finish it and log "Call .prepare() first".
-            return web.Response(status=400, text="websocket handshake failed")
+        failed = await accept_websocket(socket, request)
+        if failed is not None:
+            return failed
         self._clients[socket] = False
         logger.info("meeting page connected to the camera")
         try:
