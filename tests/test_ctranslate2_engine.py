@@ -163,14 +163,27 @@ def words_of(line: str) -> list[str]:
 
 
 def test_german_speech_is_translated_to_english(base_engine, load_item):
-    audio, row = load_item("fleurs_de_001")
-    translated = words_of(text(base_engine.transcribe([Window(audio, "translate", "de")])[0]))
-    transcribed = words_of(text(base_engine.transcribe([Window(audio, "transcribe", "de")])[0]))
+    # Pooled over the five German items: one 10 s sentence translated by base differs between
+    # CPUs (CI's int8 kernels read fleurs_de_001 as "the war to the sea and ..." where this
+    # machine hears "water" and "dinosaur"), the five together do not swing that far.
+    from bot.eval.metrics import translation_scores
+
+    items = [load_item(f"fleurs_de_{n:03d}") for n in range(5)]
+    translations = [
+        text(base_engine.transcribe([Window(audio, "translate", "de")])[0]) for audio, _ in items
+    ]
+    transcribed = words_of(
+        text(base_engine.transcribe([Window(items[1][0], "transcribe", "de")])[0])
+    )
     assert sum(w in GERMAN_FUNCTION_WORDS for w in transcribed) >= 3  # it is German speech
-    assert not any(w in GERMAN_FUNCTION_WORDS for w in translated)
+    translated = [w for line in translations for w in words_of(line)]
+    assert sum(w in GERMAN_FUNCTION_WORDS for w in translated) <= 1, translations
     assert sum(w in ENGLISH_FUNCTION_WORDS for w in translated) >= 0.2 * len(translated)
-    content = set(words_of(row["translation"])) - ENGLISH_FUNCTION_WORDS
-    assert len(content & set(translated)) >= 2, (translated, row["translation"])
+    references = [row["translation"] for _, row in items]
+    content = {w for line in references for w in words_of(line)} - ENGLISH_FUNCTION_WORDS
+    assert len(content & set(translated)) >= 8, (translations, references)
+    # chrF 37 here; an unrelated English sentence against these references scores about 15.
+    assert translation_scores(references, translations).chrf > 25, translations
 
 
 def test_silence_window_is_flagged_as_no_speech(base_engine):
