@@ -32,7 +32,10 @@ from bot.streaming.transcriber import StreamingTranscriber
 from tests.conftest import english_wer
 
 REPO = Path(__file__).resolve().parents[1]
-FILES = ("fleurs_en_000", "fleurs_en_001", "fw_jfk")
+# Items tiny.en hears alike at any decode schedule (12 random ones: WER spread <= 0.06);
+# not fleurs_en_001, whose opening "All nouns alongside the word Sie" it misreads
+# differently at each schedule and batch padding (0.19 to 0.38 WER), which measures tiny.en.
+FILES = ("fleurs_en_000", "fleurs_en_005", "fw_jfk")
 
 
 class Service:
