@@ -474,7 +474,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--beam-size",
         type=int,
         metavar="N",
-        help=f"beam size of streaming updates (default: {engine.beam_size}, greedy)",
+        help=f"beam size of streaming updates (default: {engine.beam_size}, greedy); "
+        "translated windows use engine.translate_beam_size",
     )
 
 

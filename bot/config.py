@@ -31,6 +31,7 @@ class EngineConfig(_Section):
     cpu_threads: int = Field(0, ge=0, le=256)
     workers: int = Field(0, ge=0, le=64)
     beam_size: int = Field(1, ge=1, le=10)
+    translate_beam_size: Literal["auto"] | int = "auto"
     audio_context: Literal["trimmed", "full"] = "trimmed"
     min_context_s: Literal["auto"] | float = "auto"
 
@@ -46,6 +47,15 @@ class EngineConfig(_Section):
         if not 0 <= seconds <= WHISPER_WINDOW_S:
             raise ValueError(f"use auto or seconds from 0 to {WHISPER_WINDOW_S:g}")
         return seconds
+
+    @field_validator("translate_beam_size", mode="before")
+    @classmethod
+    def _auto_or_beam(cls, value: object) -> object:
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
+            raise ValueError("use auto or a beam size from 1 to 10")
+        return value
 
 
 _DEFAULT = StreamingOptions()

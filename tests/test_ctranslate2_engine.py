@@ -186,6 +186,23 @@ def test_german_speech_is_translated_to_english(base_engine, load_item):
     assert translation_scores(references, translations).chrf > 25, translations
 
 
+def test_a_batch_mixing_tasks_decodes_each_window_with_its_own_beam(base_engine, load_item):
+    # translate_beam_size "auto" is beam 5 on ctranslate2; transcription stays greedy.
+    assert base_engine.options.translate_beam_size == 5
+    assert base_engine.options.beam_size == 1
+    seconds = int(5.5 * SAMPLE_RATE)  # one length: a batch is encoded at its longest window
+    english = Window(load_item("fw_jfk")[0][:seconds], "transcribe", "en")
+    german = Window(load_item("fleurs_de_000")[0][:seconds], "translate", "de")
+    alone = [text(base_engine.transcribe([w])[0]) for w in (english, german, english)]
+    together = [text(h) for h in base_engine.transcribe([english, german, english])]
+    assert together == alone
+    greedy = CTranslate2Engine(
+        base_engine.model_path, "base", options=DecodeOptions(min_context_s=15.0)
+    )
+    assert text(greedy.transcribe([english])[0]) == alone[0]
+    assert alone[1].startswith("For the best")  # "Für die besten Aussichten auf Hongkong"
+
+
 def test_silence_window_is_flagged_as_no_speech(base_engine):
     silence = np.zeros(5 * SAMPLE_RATE, dtype=np.float32)
     hypothesis = base_engine.transcribe([Window(silence, "transcribe", "en")])[0]

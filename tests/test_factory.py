@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from bot.asr.factory import EngineChoice, Parallelism, choose_engine, create_engine, ct2_parallelism
+from bot.asr.factory import (
+    EngineChoice,
+    Parallelism,
+    choose_engine,
+    create_engine,
+    ct2_parallelism,
+    translate_beam_for,
+)
 from bot.config import EngineConfig
 from bot.errors import ConfigError
 
@@ -56,6 +63,19 @@ def test_what_an_engine_cannot_do_here_is_one_line(config: EngineConfig, message
 def test_the_jax_engine_refuses_a_beam_it_cannot_search() -> None:
     with pytest.raises(ConfigError, match="decodes greedily; beam size 5"):
         create_engine(EngineConfig(model="tiny.en", name="jax", beam_size=5))
+
+
+def test_translation_beam_is_five_on_ctranslate2_and_greedy_on_jax_unless_set() -> None:
+    assert translate_beam_for(EngineConfig(), "ctranslate2") == 5
+    assert translate_beam_for(EngineConfig(), "jax") == 1
+    assert translate_beam_for(EngineConfig(translate_beam_size=2), "ctranslate2") == 2
+    with pytest.raises(
+        ConfigError, match="engine.translate_beam_size 5 needs --engine ctranslate2"
+    ):
+        create_engine(EngineConfig(model="tiny.en", name="jax", translate_beam_size=5))
+    for bad in (0, 11, "five", True):
+        with pytest.raises(ValueError, match="use auto or a beam size from 1 to 10"):
+            EngineConfig(translate_beam_size=bad)
 
 
 def test_the_engine_info_carries_the_choice_and_the_offline_reference() -> None:

@@ -109,6 +109,7 @@ class CTranslate2Engine:
                 "audio_context": self.options.audio_context,
                 "min_context_s": f"{self.options.min_context_s:g}",
                 "beam_size": str(self.options.beam_size),
+                "translate_beam_size": str(self.options.translate_beam_size),
                 "cpu_threads": str(cpu_threads),
                 "workers": str(self.workers),
                 "offline_reference": self._offline_reference(OFFLINE_BEAM_SIZE),
@@ -141,11 +142,12 @@ class CTranslate2Engine:
             self._tokenizers.get(w.task, lang) for w, (lang, _) in zip(windows, languages)
         ]
         prompts = self._prompts(tokenizers, windows)
+        beams = [self.options.beam_for(w.task) for w in windows]
         decoded = decode_with_fallback(
             len(windows),
             self.options,
             lambda rows, temperature: self._generate(
-                encoder_output, rows, prompts, tokenizers, lengths, temperature
+                encoder_output, rows, prompts, tokenizers, lengths, temperature, beams
             ),
         )
         words_per_row = self._align(encoder_output, tokenizers, decoded, lengths)
@@ -252,17 +254,39 @@ class CTranslate2Engine:
         tokenizers: list[Tokenizer],
         lengths: list[int],
         temperature: float,
+        beams: list[int],
+    ) -> list[Decoded]:
+        """The rows decoded at `temperature`: sampled, or at temperature 0 by beam search with
+        each row's beam (one generate call per beam size: it is one per call)."""
+        if temperature > 0:
+            sampling = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
+            return self._generate_rows(
+                encoder_output, rows, prompts, tokenizers, lengths, temperature, sampling
+            )
+        by_row: dict[int, Decoded] = {}
+        for beam in sorted({beams[r] for r in rows}):
+            group = [r for r in rows if beams[r] == beam]
+            decoded = self._generate_rows(
+                encoder_output, group, prompts, tokenizers, lengths, 0.0, {"beam_size": beam}
+            )
+            by_row.update(zip(group, decoded))
+        return [by_row[r] for r in rows]
+
+    def _generate_rows(
+        self,
+        encoder_output: ctranslate2.StorageView,
+        rows: list[int],
+        prompts: list[list[int]],
+        tokenizers: list[Tokenizer],
+        lengths: list[int],
+        temperature: float,
+        sampling: dict[str, float],
     ) -> list[Decoded]:
         features = encoder_output if len(rows) == len(prompts) else _take_rows(encoder_output, rows)
         row_prompts = [prompts[r] for r in rows]
         longest_audio_s = max(lengths[r] for r in rows) / SAMPLE_RATE
         new_tokens = int(longest_audio_s * self.options.max_tokens_per_second) + 12
         max_length = min(448, max(len(p) for p in row_prompts) + new_tokens)
-        sampling = (
-            {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
-            if temperature > 0
-            else {"beam_size": self.options.beam_size}
-        )
         outputs = self._model.generate(
             features,
             row_prompts,

@@ -130,6 +130,11 @@ class JaxEngine:
                 f"the jax engine decodes greedily; beam size {self.options.beam_size} needs "
                 "--engine ctranslate2 (or --beam-size 1)"
             )
+        if self.options.translate_beam_size > 1:
+            raise ConfigError(
+                "the jax engine decodes greedily; engine.translate_beam_size "
+                f"{self.options.translate_beam_size} needs --engine ctranslate2 (or auto or 1)"
+            )
         compute_type = compute_type_for(compute_type, has_gpu())
         self._prefill_width = self.options.max_prompt_tokens + START_SLOTS
         self.dtype = COMPUTE_TYPES[compute_type]
