@@ -257,61 +257,47 @@ class CTranslate2Engine:
         beams: list[int],
     ) -> list[Decoded]:
         """The rows decoded at `temperature`: sampled, or at temperature 0 by beam search with
-        each row's beam (one generate call per beam size: it is one per call)."""
+        each row's beam (one generate call per beam size: the beam is per call)."""
         if temperature > 0:
-            sampling = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
-            return self._generate_rows(
-                encoder_output, rows, prompts, tokenizers, lengths, temperature, sampling
-            )
+            calls = [
+                (rows, {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature})
+            ]
+        else:
+            calls = [
+                ([r for r in rows if beams[r] == beam], {"beam_size": beam})
+                for beam in sorted({beams[r] for r in rows})
+            ]
         by_row: dict[int, Decoded] = {}
-        for beam in sorted({beams[r] for r in rows}):
-            group = [r for r in rows if beams[r] == beam]
-            decoded = self._generate_rows(
-                encoder_output, group, prompts, tokenizers, lengths, 0.0, {"beam_size": beam}
+        for group, sampling in calls:
+            features = (
+                encoder_output if len(group) == len(prompts) else _take_rows(encoder_output, group)
             )
-            by_row.update(zip(group, decoded))
-        return [by_row[r] for r in rows]
-
-    def _generate_rows(
-        self,
-        encoder_output: ctranslate2.StorageView,
-        rows: list[int],
-        prompts: list[list[int]],
-        tokenizers: list[Tokenizer],
-        lengths: list[int],
-        temperature: float,
-        sampling: dict[str, float],
-    ) -> list[Decoded]:
-        features = encoder_output if len(rows) == len(prompts) else _take_rows(encoder_output, rows)
-        row_prompts = [prompts[r] for r in rows]
-        longest_audio_s = max(lengths[r] for r in rows) / SAMPLE_RATE
-        new_tokens = int(longest_audio_s * self.options.max_tokens_per_second) + 12
-        max_length = min(448, max(len(p) for p in row_prompts) + new_tokens)
-        outputs = self._model.generate(
-            features,
-            row_prompts,
-            max_length=max_length,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=[-1],
-            max_initial_timestamp_index=50,
-            **sampling,
-        )
-        decoded = []
-        for row, output in zip(rows, outputs):
-            tokens = list(output.sequences_ids[0])
-            text = tokenizers[row].decode([t for t in tokens if t < tokenizers[row].eot])
-            decoded.append(
-                Decoded(
+            group_prompts = [prompts[r] for r in group]
+            longest_audio_s = max(lengths[r] for r in group) / SAMPLE_RATE
+            new_tokens = int(longest_audio_s * self.options.max_tokens_per_second) + 12
+            max_length = min(448, max(len(p) for p in group_prompts) + new_tokens)
+            outputs = self._model.generate(
+                features,
+                group_prompts,
+                max_length=max_length,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=[-1],
+                max_initial_timestamp_index=50,
+                **sampling,
+            )
+            for row, output in zip(group, outputs):
+                tokens = list(output.sequences_ids[0])
+                text = tokenizers[row].decode([t for t in tokens if t < tokenizers[row].eot])
+                by_row[row] = Decoded(
                     tokens=tokens,
                     avg_logprob=float(output.scores[0]) * len(tokens) / (len(tokens) + 1),
                     compression_ratio=compression_ratio(text),
                     no_speech_probability=float(output.no_speech_prob),
                     temperature=temperature,
                 )
-            )
-        return decoded
+        return [by_row[r] for r in rows]
 
     def _align(
         self,
