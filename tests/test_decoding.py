@@ -138,8 +138,12 @@ def test_options_outside_what_the_engines_take_are_refused() -> None:
     limit = MAX_PROMPT_TOKENS
     with pytest.raises(ConfigError, match=f"max_prompt_tokens 100 is outside 0..{limit}"):
         DecodeOptions(max_prompt_tokens=100)
-    with pytest.raises(ConfigError, match="beam size 0"):
+    with pytest.raises(ConfigError, match="^beam size 0"):
         DecodeOptions(beam_size=0)
+    with pytest.raises(ConfigError, match="^translate beam size 0"):
+        DecodeOptions(translate_beam_size=0)
+    assert DecodeOptions(translate_beam_size=5).beam_for("translate") == 5
+    assert DecodeOptions(translate_beam_size=5).beam_for("transcribe") == 1
     with pytest.raises(ConfigError, match="temperatures is empty"):
         DecodeOptions(temperatures=())
 

@@ -59,11 +59,10 @@ class DecodeOptions:
             raise ConfigError(
                 f"max_prompt_tokens {self.max_prompt_tokens} is outside 0..{MAX_PROMPT_TOKENS}"
             )
-        if min(self.beam_size, self.translate_beam_size) < 1:
-            raise ConfigError(
-                f"beam sizes {self.beam_size} / {self.translate_beam_size} (translate) must be "
-                "at least 1"
-            )
+        if self.beam_size < 1:
+            raise ConfigError(f"beam size {self.beam_size} must be at least 1")
+        if self.translate_beam_size < 1:
+            raise ConfigError(f"translate beam size {self.translate_beam_size} must be at least 1")
         if not 0 <= self.min_context_s <= MAX_WINDOW_S:
             raise ConfigError(
                 f"min_context_s {self.min_context_s} is outside 0..{MAX_WINDOW_S:g} seconds"
