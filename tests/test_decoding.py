@@ -11,6 +11,7 @@ from bot.asr.decoding import (
     DecodeOptions,
     collapse_repetitions,
     compression_ratio,
+    cut_word_loops,
     decode_with_fallback,
     is_silence,
     needs_fallback,
@@ -116,6 +117,17 @@ def test_decoding_loops_are_collapsed_but_ordinary_repeats_are_kept() -> None:
     assert joined(once) == "so my fellow Americans. ask not"
     ordinary = words("I think I think that we we should")
     assert collapse_repetitions(ordinary, times=2, min_words=3) == ordinary
+
+
+def test_a_loop_inside_a_word_is_written_once_but_numbers_and_words_are_kept() -> None:
+    looped = words("the back side of the Unabhängig" + "ig" * 30)
+    shown, holds = settle_words(looped, decoded(), OPTIONS)
+    assert joined(shown) == "the back side of the Unabhängig" and not holds
+    failed, _ = settle_words(looped, decoded(avg_logprob=-1.2), OPTIONS)
+    assert joined(failed) == "the back side of the Unabhängig"
+    ordinary = words("Mississippi 100000 people said hahaha bookkeeper")
+    assert cut_word_loops(ordinary) == ordinary
+    assert settle_words(ordinary, decoded(), OPTIONS) == (ordinary, True)
 
 
 def test_segment_ends_hold_only_while_nothing_was_collapsed_or_retried() -> None:

@@ -10,9 +10,10 @@ temperature is its own; the loop and the rules are here.
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, TypeVar
 
 from bot.asr.engine import Hypothesis
@@ -146,10 +147,11 @@ def settle_words(
     silence; loops collapsed (harder after a failed fallback, whose text is suspect anyway)."""
     if is_silence(decoded, options):
         return (), False
+    unlooped = cut_word_loops(words)
     if needs_fallback(decoded, options):
-        return collapse_repetitions(words), False
-    collapsed = collapse_repetitions(words, times=2, min_words=3)
-    return collapsed, len(collapsed) == len(words)
+        return collapse_repetitions(unlooped), False
+    collapsed = collapse_repetitions(unlooped, times=2, min_words=3)
+    return collapsed, unlooped == words and len(collapsed) == len(words)
 
 
 def hypothesis(
@@ -170,6 +172,20 @@ def hypothesis(
         no_speech_probability=decoded.no_speech_probability,
         avg_logprob=decoded.avg_logprob,
         temperature=decoded.temperature,
+    )
+
+
+# Letters (no digits: "100000" is a number) repeated five times or more inside one word.
+WORD_LOOP = re.compile(r"([^\W\d_]{1,6}?)\1{4,}")
+
+
+def cut_word_loops(words: tuple[Word, ...]) -> tuple[Word, ...]:
+    """Write once a run of letters a word repeats back to back: Whisper loops inside a word
+    too ("Unabhängigigigigig..." for "Unabhängigkeitserklärung", base translating German in
+    real time), where neither the phrase rule below nor a later window catches it."""
+    return tuple(
+        replace(w, text=WORD_LOOP.sub(r"\1", w.text)) if WORD_LOOP.search(w.text) else w
+        for w in words
     )
 
 
