@@ -37,8 +37,8 @@ MAX_CPU_WORKERS = 8
 # and read JFK worse at 15, so it and unmeasured models keep the plain trimmed context.
 MIN_CONTEXT_S_BY_MODEL = {"base": 15.0}
 # engine.translate_beam_size "auto" on ctranslate2: 26 FLEURS de/fr/es/pt items, base, default
-# task translate, captionbot eval: chrF 41.23 -> 44.21 (--fast), 42.62 -> 44.60 (real time,
-# commit p90 5.39 -> 3.80 s, RTF 0.84 -> 0.86); offline beam 5: 46.28.
+# task translate, captionbot eval: chrF 41.23 -> 44.21 / 42.98 (--fast), 41.95 / 42.62 ->
+# 44.60 / 43.04 (real time, commit p90 4.76-5.39 -> 3.80-4.18 s, same RTF); offline 46.28.
 TRANSLATE_BEAM_SIZE = 5
 
 
