@@ -18,9 +18,7 @@ from tests.test_serve import stream, transcribe_reference
 
 pytest.importorskip("ray.serve", reason="the cluster extra (pip install -e '.[cluster]')")
 
-# Items tiny.en hears alike at any decode schedule (12 random ones: WER spread <= 0.06);
-# not fleurs_en_001, whose opening "All nouns alongside the word Sie" it misreads
-# differently at each schedule and batch padding (0.19 to 0.38 WER), which measures tiny.en.
+# Items tiny.en hears alike at any decode schedule, as test_serve.FILES says.
 FILES = ("fleurs_en_000", "fleurs_en_005", "fleurs_en_002")
 
 

@@ -183,10 +183,8 @@ def cut_word_loops(words: tuple[Word, ...]) -> tuple[Word, ...]:
     """Write once a run of letters a word repeats back to back: Whisper loops inside a word
     too ("Unabhängigigigigig..." for "Unabhängigkeitserklärung", base translating German in
     real time), where neither the phrase rule below nor a later window catches it."""
-    return tuple(
-        replace(w, text=WORD_LOOP.sub(r"\1", w.text)) if WORD_LOOP.search(w.text) else w
-        for w in words
-    )
+    cut = [(w, WORD_LOOP.sub(r"\1", w.text)) for w in words]
+    return tuple(w if text == w.text else replace(w, text=text) for w, text in cut)
 
 
 def collapse_repetitions(

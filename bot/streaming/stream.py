@@ -302,7 +302,8 @@ class OnlineStream:
         below = self.options.doubtful_below
         if not below or self.ended or self._silence_s() >= self.options.long_pause_s:
             return None
-        return next((p.word for p in self._agreement.pending if p.word.probability < below), None)
+        doubt = Doubt(below)  # no commit limit: only `doubtful` is asked
+        return next((p.word for p in self._agreement.pending if doubt.doubtful(p.word)), None)
 
     def _doubt(self) -> Doubt | None:
         """The doubtful-word rule as it stands now, None when it is off."""
