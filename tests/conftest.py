@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.messages import SAMPLE_RATE, AudioChunk, EndOfStream, join_words
+from bot.messages import SAMPLE_RATE, AudioChunk, CommittedWord, EndOfStream, join_words
 from bot.streaming.options import StreamingOptions
 from bot.streaming.transcriber import StreamingTranscriber
 
@@ -101,10 +101,23 @@ def decoded_at(
     options: StreamingOptions | None = None,
 ) -> str:
     """The committed text of `audio` decoded once at each of these moments, then at its end."""
+    return join_words(decoded_words_at(engine, audio, decode_at_s, options))
+
+
+def decoded_words_at(
+    engine,
+    audio: np.ndarray,
+    decode_at_s: tuple[float, ...],
+    options: StreamingOptions | None = None,
+    start_s: float = 0.0,
+    history: tuple[CommittedWord, ...] = (),
+) -> list[CommittedWord]:
+    """The words committed decoding `audio` from `start_s` (a stream resumed with `history`)
+    once at each of these moments, then at its end."""
     transcriber = StreamingTranscriber(engine, options, clock="audio")
-    transcriber.open("s", "transcribe", "en")
-    committed = []
-    fed = 0
+    transcriber.open("s", "transcribe", "en", start=start_s, history=history)
+    committed: list[CommittedWord] = []
+    fed = int(round(start_s * SAMPLE_RATE))
     for moment_s in (*decode_at_s, None):
         end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
         transcriber.feed(AudioChunk("s", audio[fed:end], fed / SAMPLE_RATE))
@@ -116,4 +129,4 @@ def decoded_at(
     while transcriber.active:
         for update in transcriber.step():
             committed += update.committed
-    return join_words(committed)
+    return committed

@@ -177,6 +177,28 @@ def test_a_decode_that_is_not_the_last_replaces_the_tentative_words():
     assert texts([p.word for p in agreement.pending]) == "for your country."
 
 
+def test_a_decode_from_a_cut_keeps_the_tentative_words_it_skipped_at_its_head():
+    """The buffer was cut at "justice." after "to letters of more generous design. It is
+    discouraging" was heard; the window from the cut hears only "It is discouraging ...":
+    the skipped words are kept, and agree with themselves."""
+    agreement = LocalAgreement()
+    agreement.insert(words("to letters of more generous design. It is discouraging", 6.1), 2.7, 12)
+    heard = words("It is discouraging to note", 9.1)
+    committed = agreement.insert(heard, 5.9, now=13.0)
+    assert texts(committed) == "to letters of more generous design. It is discouraging"
+    assert texts([p.word for p in agreement.pending]) == "to note"
+    # From the same window start, a decode that reads differently replaces them as always.
+    agreement = LocalAgreement()
+    agreement.insert(words("to letters of more generous design. It is discouraging", 6.1), 5.9, 12)
+    agreement.insert(heard, 5.9, now=13.0)
+    assert texts([p.word for p in agreement.pending]) == "It is discouraging to note"
+    # From a cut, a decode whose first words are not among the tentative ones replaces them.
+    agreement = LocalAgreement()
+    agreement.insert(words("to letters of more generous design.", 6.1), 2.7, now=12.0)
+    agreement.insert(words("it was the best", 9.1), 5.9, now=13.0)
+    assert texts([p.word for p in agreement.pending]) == "it was the best"
+
+
 def test_a_hypothesis_places_itself_only_if_it_rehears_the_committed_words_in_its_window():
     agreement = LocalAgreement()
     agreement.insert(words("can do for you.", 6.0), 0.0, now=8.0)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from conftest import decoded_at, english_wer
+from conftest import decoded_at, decoded_words_at, english_wer
 
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
-from bot.messages import SAMPLE_RATE, CaptionUpdate
+from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, join_words
 from bot.outputs.transcript import Transcript, TranscriptRecorder
 from bot.streaming.agreement import normalized
 from bot.streaming.feeding import Recording, run_fast, run_realtime
 from bot.streaming.options import StreamingOptions
+from bot.streaming.resume import resume_from
 from bot.streaming.transcriber import StreamingTranscriber
 
 SHORT_ENGLISH = [
@@ -358,3 +361,43 @@ def test_a_last_decode_that_stops_before_the_speech_does_loses_no_words(
 
 def normalized_words(text: str) -> str:
     return " ".join(n for n in (normalized(w) for w in text.split()) if n)
+
+
+@pytest.mark.parametrize("bursts_s", [(3.0, 7.5, 7.5), (2.4, 6.4), (7.5, 7.5)])
+def test_a_stream_resumed_with_a_burst_of_held_audio_loses_and_repeats_no_words(
+    tiny_engine, load_item, bursts_s
+):
+    """A client back after the service restarted sends the audio it held at once, and the
+    service takes 7.5 s of it a round. tiny.en lost words three ways here: resumed at the
+    last committed word, mid-sentence, its window skipped "to letters of more generous
+    design"; with the committed "." on a word of its own it did not recognise "justice" when
+    it heard it again, and committed it twice; and given 15 s at once it stopped at "Great
+    Britain.", and the pause after "Americans, ask not" cut that unheard speech away."""
+    parts = [load_item(i) for i in ("ljspeech_LJ001-0100", "ljspeech_LJ001-0101", "fw_jfk")]
+    audio = np.concatenate([a for a, _ in parts])
+    reference = " ".join(row["text"] for _, row in parts)
+    # The first service drains 6 s in: the end of its stream closes "justice" with a ".".
+    before = decoded_words_at(tiny_engine, audio[: 6 * SAMPLE_RATE], tuple(np.arange(0.5, 6, 0.5)))
+    assert join_words(before).endswith("do justice."), join_words(before)
+    # As the service sent it: "justice" committed while the stream went on, its "." held
+    # for the next word, then sent on its own by the drain's final update.
+    last = before[-1]
+    before[-1:] = [replace(last, text=" justice"), replace(last, text=".")]
+    # The client replays its 0.1 s chunks from a little before the last committed word.
+    start_s = np.floor(resume_from(before) * 10) / 10
+    moments = np.cumsum((start_s, *bursts_s))[1:]
+    moments = (*moments, *np.arange(moments[-1] + 0.5, len(audio) / SAMPLE_RATE, 0.5))
+    after = decoded_words_at(tiny_engine, audio, moments, start_s=start_s, history=tuple(before))
+    text = normalized_words(join_words(before + after))
+    assert "to letters of more generous design" in text, text
+    assert "and so my fellow americans ask not" in text, text
+    assert text.count("justice") == 1, text
+    assert english_wer(reference, text) < 0.1, text
+
+
+def test_a_resumed_stream_replays_from_a_few_seconds_before_its_last_committed_word():
+    spoken = [CommittedWord(f" w{i}", i * 0.5, i * 0.5 + 0.4, 1.0, 0.0, 0.0) for i in range(20)]
+    # The last word ends at 9.9 s: the words ending from 6.9 s on are heard again.
+    assert resume_from(spoken) == pytest.approx(6.5)
+    assert resume_from(spoken, context_s=0.0) == pytest.approx(9.5)
+    assert resume_from(()) == float("-inf")

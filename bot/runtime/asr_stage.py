@@ -4,10 +4,11 @@ One process serves all streams (the streaming policy batches their windows into 
 call per round), so a meeting with one stream per participant, or many sessions, costs one
 engine. Streams open on their first chunk. A stage started again after a crash resumes each
 stream from the words it had committed (prompt and duplicate suppression), at the audio time of
-the first chunk it receives. It takes every chunk it is given; what it cannot take yet waits
-in the supervisor's audio relay, the one place where the bot drops audio. (Inside, the
-streaming policy still caps a stream's buffer below one Whisper window when a single round ran
-that long; bot/streaming/stream.py counts that in its stats.)
+the first chunk it receives (the relay replays from a little before the last committed word).
+It takes every chunk it is given; what it cannot take yet waits in the supervisor's audio
+relay, the one place where the bot drops audio. (Inside, the streaming policy still caps a
+stream's buffer below one Whisper window when a single round ran that long;
+bot/streaming/stream.py counts that in its stats.)
 """
 
 from __future__ import annotations

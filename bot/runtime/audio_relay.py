@@ -96,14 +96,15 @@ class AudioRelay:
                 self._remember_sent(message)
         self._backlog_s = 0.0  # not a sum of float differences
 
-    def replay_uncommitted(self, committed_end: Mapping[str, float]) -> float:
-        """Put back, ahead of the backlog, the sent audio that ends after each stream's last
-        committed word (`committed_end`, audio time): a crashed ASR stage may have held it in
-        its buffer, so no speech is lost to the crash. Returns the seconds replayed."""
+    def replay_uncommitted(self, replay_from: Mapping[str, float]) -> float:
+        """Put back, ahead of the backlog, the sent audio that ends after each stream's
+        `replay_from` (audio time: a little before its last committed word, see
+        bot/streaming/resume.py): a crashed ASR stage may have held it in its buffer, so no
+        speech is lost to the crash. Returns the seconds replayed."""
         replay = [
             chunk
             for chunk in self._sent
-            if chunk.start + seconds_of(chunk) > committed_end.get(chunk.stream_id, float("-inf"))
+            if chunk.start + seconds_of(chunk) > replay_from.get(chunk.stream_id, float("-inf"))
         ]
         self._sent.clear()
         self._backlog.extendleft(reversed(replay))

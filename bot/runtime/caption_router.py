@@ -37,11 +37,6 @@ class StreamRecord:
     drawn_committed: int = 0
     shown_latency_s: list[float] = field(default_factory=list)
 
-    @property
-    def committed_end(self) -> float:
-        """Audio time where the last committed word ends (-inf before any)."""
-        return self.words[-1].end if self.words else float("-inf")
-
 
 class CaptionRouter:
     """Routes caption updates; `open_outputs(stream_id)` gives a new stream's own outputs."""

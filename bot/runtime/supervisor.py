@@ -44,6 +44,7 @@ from bot.runtime.compositor_stage import (
     wants_video,
 )
 from bot.runtime.stage import ArgsT, Stage
+from bot.streaming.resume import resume_from
 
 if TYPE_CHECKING:
     from bot.overlay.server import OverlayServer
@@ -306,8 +307,8 @@ class Supervisor:
                         return
                     continue
                 if self._restart(self.asr):
-                    committed = {sid: r.committed_end for sid, r in self.router.streams.items()}
-                    self.relay.replay_uncommitted(committed)
+                    streams = self.router.streams.items()
+                    self.relay.replay_uncommitted({s: resume_from(r.words) for s, r in streams})
             for stage in [self.capture, *self.extra_stages, self.compositor]:
                 if stage is not None and stage.failed and self._error is None:
                     self._restart(stage)

@@ -4,9 +4,10 @@ caption updates back, in place of the local ASR worker.
 It takes the same arguments as the local ASR stage (`asr_stage_main`), so the supervisor swaps one
 for the other. Each stream is one session. When the service goes away (restart, network), the
 stage reconnects with exponential backoff (0.5 s doubling up to `server.reconnect_max_s`, or
-the service's "retry after N s") and resumes: the new session starts at the audio after the
-last committed word, with the last committed words as history (prompt and duplicate
-suppression), so nothing committed repeats and nothing uncommitted is lost. Audio captured
+the service's "retry after N s") and resumes: the new session starts at the audio a few
+seconds before the last committed word (bot/streaming/resume.py), with the last committed
+words as history (prompt, and the words it re-hears are not committed again), so nothing
+committed repeats and nothing uncommitted is lost. Audio captured
 meanwhile waits locally, up to `audio.queue_s` (beyond it the oldest is dropped, counted).
 """
 
@@ -44,6 +45,7 @@ from bot.serve.protocol import (
     hello_message,
     update_from_message,
 )
+from bot.streaming.resume import resume_from
 
 if TYPE_CHECKING:
     from bot.runtime.asr_stage import AsrStageArgs
@@ -87,15 +89,11 @@ class _Stream:
     def backlog_s(self) -> float:
         return sum(len(c.samples) for c in self.pending) / SAMPLE_RATE
 
-    @property
-    def committed_end(self) -> float:
-        return self.history[-1].end if self.history else float("-inf")
-
     def resume_point(self) -> None:
-        """Put the sent audio after the last committed word back in front of the queue."""
-        replay = [
-            c for c in self.sent if c.start + len(c.samples) / SAMPLE_RATE > self.committed_end
-        ]
+        """Put the sent audio from a little before the last committed word (see
+        bot/streaming/resume.py) back in front of the queue."""
+        replay_from = resume_from(self.history)
+        replay = [c for c in self.sent if c.start + len(c.samples) / SAMPLE_RATE > replay_from]
         self.sent.clear()
         self.pending.extendleft(reversed(replay))
 

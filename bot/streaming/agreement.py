@@ -95,6 +95,12 @@ class LocalAgreement:
         heard = self._after_committed(words, window_start)
         if last:
             heard = self._with_unheard_pending(heard)
+        elif self.pending and window_start > self.pending[0].window_start:
+            # The buffer was cut since the tentative words were heard, and a window from a cut
+            # may skip the words at its head (a stream resumed after "justice." heard "It is
+            # discouraging", not "to letters of more generous design"): where its first words
+            # are found among the tentative ones, those before them are kept.
+            heard = self._with_unheard_pending(heard, by_text_only=True)
         new = self._without_repeats(heard)
         count = 0
         while (
@@ -192,17 +198,20 @@ class LocalAgreement:
                 return start
         return None
 
-    def _with_unheard_pending(self, heard: list[Word]) -> list[Word]:
+    def _with_unheard_pending(self, heard: list[Word], by_text_only: bool = False) -> list[Word]:
         """`heard` after the leading tentative words it left out.
 
         Where its first words are found among the tentative ones, those before them are kept,
         and the found ones keep their tentative times (heard with more left context: a cut
         window aligned JFK's "for" over "ask what you can do"). Otherwise the tentative words
         that end before its first word starts are kept; all of them when it heard nothing.
+        `by_text_only`: only the tentative words before where its first words are found.
         """
+        found = self._found_in_pending(heard)
+        if by_text_only:
+            return [p.word for p in self.pending[: found or 0]] + heard
         if not heard:
             return [p.word for p in self.pending]
-        found = self._found_in_pending(heard)
         if found is not None:
             count = min(UNHEARD_MATCH_WORDS, len(heard))
             return [p.word for p in self.pending[: found + count]] + heard[count:]

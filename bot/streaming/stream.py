@@ -49,6 +49,8 @@ class StreamStats:
     max_buffer_s: float = 0.0
     whole_redecodes: int = 0
     """Last decodes from a cut that lost their place and were redone on the whole buffer."""
+    unheard_redecodes: int = 0
+    """Pauses before which the last decode stopped early: the speech after it decoded again."""
 
 
 class OnlineStream:
@@ -76,6 +78,7 @@ class OnlineStream:
         self._detector = (
             SpeechDetector(vad_model, options.vad_threshold, start) if vad_model else None
         )
+        history = _marks_folded(history)
         self._agreement = LocalAgreement(history)
         self._recent: list[CommittedWord] = list(history)[-200:]
         self._segment_end_times: set[float] = set()
@@ -95,6 +98,7 @@ class OnlineStream:
         # Where the last decode stopped hearing speech the VAD still hears: the tail after it
         # is decoded once more on its own.
         self._tail_from: float | None = None
+        self._redecoded_pause: float | None = None
         self._shown: tuple[tuple[str, ...], ...] = ((), ())
         self.ended = False
         self.finished = False
@@ -338,10 +342,29 @@ class OnlineStream:
         )
         committed += self._agreement.commit_pending(now)
         self.stats.finalizations += 1
-        # The audio before the pause stays as context for what follows, unless it is long.
-        if self.buffer_s > self.options.trim_after_s:
+        if self._stopped_before(pause):
+            # The decoder ended its text before the speech did (tiny.en, given 15 s at once
+            # after a reconnect, heard "...to Great Britain." and not the 5 s of "And so my
+            # fellow Americans, ask not" before the pause): that speech is decoded again, from
+            # the last committed word, once per pause, instead of being cut away unheard.
+            self._redecoded_pause = pause
+            self.stats.unheard_redecodes += 1
+            heard_end = self._agreement.committed_end
+            if heard_end > self._buffer_start:
+                self._cut(min(self._quiet_point(heard_end), heard_end + QUIET_SEARCH_S))
+            self._processed_end = max(heard_end, self._buffer_start)
+        elif self.buffer_s > self.options.trim_after_s:
+            # The audio before the pause stays as context for what follows, unless it is long.
             self._cut(max(pause, self._agreement.committed_end))
         return committed
+
+    def _stopped_before(self, pause: float) -> bool:
+        """Does the VAD hear speech before `pause` well after the last word decoded, for the
+        first time at this pause?"""
+        if self._detector is None or pause == self._redecoded_pause:
+            return False
+        heard = [w.end for w in self._heard] + [self._agreement.committed_end, self._buffer_start]
+        return self._detector.has_speech(max(heard) + STOPPED_EARLY_S, pause)
 
     def _trim(self, now: float) -> list[CommittedWord]:
         """Keep the buffer short: cut at sentence ends, and never let it pass the cap."""
@@ -509,6 +532,19 @@ class OnlineStream:
             language=self.language,
             final=final,
         )
+
+
+def _marks_folded(history: Sequence[CommittedWord]) -> list[CommittedWord]:
+    """`history` with each word of marks only (a held "." sent on its own when a stream
+    ended) put back on the word before it: a resumed stream matches committed words it
+    re-hears by text, and a trailing "." matched nothing, so "justice" was committed again."""
+    folded: list[CommittedWord] = []
+    for word in history:
+        if folded and not word.text.strip(MARKS + " "):
+            folded[-1] = replace(folded[-1], text=folded[-1].text + word.text.strip())
+        else:
+            folded.append(word)
+    return folded
 
 
 def _with_length(words: list[Word]) -> list[Word]:
