@@ -252,8 +252,9 @@ class RemoteAsr:
             except ServiceRefused:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                reason = str(error) or f"no answer within {CONNECT_TIMEOUT_S:g} s"
                 logger.warning(
-                    "service %s unavailable (%s); retrying in %.1f s", self.url, error, wait
+                    "service %s unavailable (%s); retrying in %.1f s", self.url, reason, wait
                 )
                 backoff = min(backoff * 2, self.config.server.reconnect_max_s)
             if stream.finished or (stop.is_set() and not stream.pending):
@@ -268,9 +269,12 @@ class RemoteAsr:
         stream.resume_point()
         start_s = stream.pending[0].start if stream.pending else (stream.next_start or 0.0)
         server = self.config.server
-        async with http.ws_connect(
+        # A service shutting down may accept the connection and never answer the handshake
+        # (it hung 60 s, until aiohttp's shutdown timeout): bounded, it is retried.
+        connecting = http.ws_connect(
             self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0), heartbeat=15.0
-        ) as ws:
+        )
+        async with await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S) as ws:
             await ws.send_str(
                 hello_message(
                     stream.session,
@@ -344,7 +348,8 @@ class RemoteAsr:
                 stream.history.extend(update.committed)
                 del stream.history[: -MAX_HISTORY_WORDS * 2]
                 final = update.final and stream.end_sent
-                if update.final and not final:
+                drained = update.final and not final
+                if drained:
                     # The service drained (restart): these words are committed; we resume.
                     update = CaptionUpdate(
                         update.stream_id, update.t_s, update.committed, (), update.language
@@ -353,6 +358,10 @@ class RemoteAsr:
                 updates.put(update)
                 if final:
                     stream.finished = True
+                    return
+                if drained:
+                    # Its session is over: close now rather than wait for a service that is
+                    # shutting down to close the socket (it took up to 60 s under load).
                     return
             elif kind == "dropped":
                 self.service_dropped_s = float(data.get("total_s", 0.0) or 0.0)

@@ -205,11 +205,11 @@ class LocalAgreement:
         and the found ones keep their tentative times (heard with more left context: a cut
         window aligned JFK's "for" over "ask what you can do"). Otherwise the tentative words
         that end before its first word starts are kept; all of them when it heard nothing.
-        `by_text_only`: only the tentative words before where its first words are found.
+        `by_text_only`: only where its first words are found after the first tentative word.
         """
         found = self._found_in_pending(heard)
-        if by_text_only:
-            return [p.word for p in self.pending[: found or 0]] + heard
+        if by_text_only and not found:
+            return heard
         if not heard:
             return [p.word for p in self.pending]
         if found is not None:
