@@ -100,7 +100,9 @@ class LocalAgreement:
             # may skip the words at its head (a stream resumed after "justice." heard "It is
             # discouraging", not "to letters of more generous design"): where its first words
             # are found among the tentative ones, those before them are kept.
-            heard = self._with_unheard_pending(heard, by_text_only=True)
+            found = self._found_in_pending(heard)
+            if found:
+                heard = self._with_pending_through(found, heard)
         new = self._without_repeats(heard)
         count = 0
         while (
@@ -198,29 +200,31 @@ class LocalAgreement:
                 return start
         return None
 
-    def _with_unheard_pending(self, heard: list[Word], by_text_only: bool = False) -> list[Word]:
+    def _with_unheard_pending(self, heard: list[Word]) -> list[Word]:
         """`heard` after the leading tentative words it left out.
 
         Where its first words are found among the tentative ones, those before them are kept,
         and the found ones keep their tentative times (heard with more left context: a cut
         window aligned JFK's "for" over "ask what you can do"). Otherwise the tentative words
         that end before its first word starts are kept; all of them when it heard nothing.
-        `by_text_only`: only where its first words are found after the first tentative word.
         """
-        found = self._found_in_pending(heard)
-        if by_text_only and not found:
-            return heard
         if not heard:
             return [p.word for p in self.pending]
+        found = self._found_in_pending(heard)
         if found is not None:
-            count = min(UNHEARD_MATCH_WORDS, len(heard))
-            return [p.word for p in self.pending[: found + count]] + heard[count:]
+            return self._with_pending_through(found, heard)
         kept = []
         for pending in self.pending:
             if pending.word.end > heard[0].start + UNHEARD_MARGIN_S:
                 break
             kept.append(pending.word)
         return kept + heard
+
+    def _with_pending_through(self, found: int, heard: list[Word]) -> list[Word]:
+        """The tentative words up to and including the first words of `heard`, found at
+        `found` among them (in their tentative times), then the rest of `heard`."""
+        count = min(UNHEARD_MATCH_WORDS, len(heard))
+        return [p.word for p in self.pending[: found + count]] + heard[count:]
 
     def _without_repeated_tail(self, words: list[Word]) -> list[Word]:
         """After a cut at the committed end, the model may still repeat the last few words."""

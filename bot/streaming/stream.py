@@ -264,10 +264,12 @@ class OnlineStream:
         self.finished = True
         return self._update(self._agreement.commit_pending(now), now, final=True)
 
-    def _speech_after(self, heard_end: float) -> bool:
-        """Does the VAD hear speech well after the last word a decode heard?"""
+    def _speech_after(self, heard_end: float, until: float | None = None) -> bool:
+        """Does the VAD hear speech well after the last word a decode heard (before `until`,
+        default the newest audio)?"""
+        until = self.received_end if until is None else until
         return self._detector is not None and self._detector.has_speech(
-            heard_end + STOPPED_EARLY_S, self.received_end
+            heard_end + STOPPED_EARLY_S, until
         )
 
     def _heard_in_speech(self, words: list[Word]) -> list[Word]:
@@ -349,10 +351,10 @@ class OnlineStream:
             # the last committed word, once per pause, instead of being cut away unheard.
             self._redecoded_pause = pause
             self.stats.unheard_redecodes += 1
-            heard_end = self._agreement.committed_end
-            if heard_end > self._buffer_start:
-                self._cut(min(self._quiet_point(heard_end), heard_end + QUIET_SEARCH_S))
-            self._processed_end = max(heard_end, self._buffer_start)
+            committed_end = self._agreement.committed_end
+            if committed_end > self._buffer_start:
+                self._cut(self._quiet_point(committed_end))
+            self._processed_end = max(committed_end, self._buffer_start)
         elif self.buffer_s > self.options.trim_after_s:
             # The audio before the pause stays as context for what follows, unless it is long.
             self._cut(max(pause, self._agreement.committed_end))
@@ -361,10 +363,10 @@ class OnlineStream:
     def _stopped_before(self, pause: float) -> bool:
         """Does the VAD hear speech before `pause` well after the last word decoded, for the
         first time at this pause?"""
-        if self._detector is None or pause == self._redecoded_pause:
+        if pause == self._redecoded_pause:
             return False
         heard = [w.end for w in self._heard] + [self._agreement.committed_end, self._buffer_start]
-        return self._detector.has_speech(max(heard) + STOPPED_EARLY_S, pause)
+        return self._speech_after(max(heard), until=pause)
 
     def _trim(self, now: float) -> list[CommittedWord]:
         """Keep the buffer short: cut at sentence ends, and never let it pass the cap."""
