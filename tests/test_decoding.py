@@ -90,7 +90,7 @@ def test_only_failing_rows_are_decoded_again_and_the_most_probable_decode_is_kep
     }
     calls = []
 
-    def generate(rows: list[int], temperature: float) -> list[Decoded]:
+    def generate(rows: list[int], temperature: float, with_prompt: bool) -> list[Decoded]:
         calls.append((rows, temperature))
         return [script[temperature][r] for r in rows]
 
@@ -100,7 +100,7 @@ def test_only_failing_rows_are_decoded_again_and_the_most_probable_decode_is_kep
 
 
 def test_a_row_failing_at_every_temperature_keeps_its_most_probable_decode() -> None:
-    def generate(rows: list[int], temperature: float) -> list[Decoded]:
+    def generate(rows: list[int], temperature: float, with_prompt: bool) -> list[Decoded]:
         return [decoded(avg_logprob=-2.0 + (0.5 if temperature == 0.4 else 0), text=LOOP)]
 
     (best,) = decode_with_fallback(1, OPTIONS, generate)
@@ -255,3 +255,26 @@ def test_tasks_and_languages_a_model_cannot_do_are_one_line() -> None:
 def test_a_sentence_ends_at_its_mark_even_before_a_closing_quote() -> None:
     assert ends_sentence(" done.") and ends_sentence(' "Really?"') and ends_sentence("终于。")
     assert not ends_sentence(" and,") and not ends_sentence("") and not ends_sentence(" Mr")
+
+
+def test_a_row_looping_with_its_prompt_is_decoded_again_without_it_before_sampling() -> None:
+    """The previous-text prompt is what leads a short window into a loop: the same greedy
+    decode without it comes first, and a passing decode beats a more probable loop."""
+    calls = []
+
+    def generate(rows: list[int], temperature: float, with_prompt: bool) -> list[Decoded]:
+        calls.append((rows, temperature, with_prompt))
+        if with_prompt:
+            return [decoded(text=LOOP, avg_logprob=-0.1) if r < 2 else decoded() for r in rows]
+        assert 2 not in rows
+        return [decoded(text=LOOP) if r == 1 else decoded(avg_logprob=-0.6) for r in rows]
+
+    best = decode_with_fallback(3, OPTIONS, generate, prompted=[True, True, False])
+    assert calls == [
+        ([0, 1, 2], 0.0, True),  # one call: row 2 has no prompt to drop
+        ([0, 1], 0.0, False),  # the loops, at the same temperature, unprompted
+        ([1], 0.4, False),  # still looping: sampled, and not prompted again
+        ([1], 0.8, False),
+    ]
+    assert best[0].avg_logprob == -0.6 and not needs_fallback(best[0], OPTIONS)
+    assert needs_fallback(best[1], OPTIONS) and not needs_fallback(best[2], OPTIONS)

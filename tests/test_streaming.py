@@ -229,6 +229,37 @@ def test_more_recordings_than_streams_start_as_slots_free_up(tiny_engine, load_i
     assert {stream for kind, stream in events if kind == "final"} == set(items)
 
 
+class PromptRecorder:
+    """An engine that notes the prompt of every window it decodes."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.info = engine.info
+        self.prompts: list[str] = []
+
+    def transcribe(self, windows):
+        self.prompts += [w.prompt for w in windows]
+        return self.engine.transcribe(windows)
+
+
+def test_a_window_cut_at_a_sentence_end_is_prompted_with_its_full_stop(tiny_engine, load_item):
+    """The full stop of the last committed word before a cut travels on the next word (or is
+    held for it): the prompt still ends with it, as the text reads, or Whisper hears the next
+    sentence as the same one going on ("...printers of Rome a further development", a loop)."""
+    audio, reference = long_form_excerpt(load_item, "ljspeech_LJ001-0001_0045_long", 45.0)
+    recorder = PromptRecorder(tiny_engine)
+    transcripts, _, _ = stream(recorder, [Recording("s", audio, "transcribe", "en")])
+    text = transcripts["s"].text
+    assert english_wer(reference, text) < 0.2, text
+    prompts = [p for p in dict.fromkeys(recorder.prompts) if p]
+    assert len(prompts) >= 3
+    for prompt in prompts:
+        at = text.find(prompt)
+        assert at >= 0, (prompt, text)
+        assert text[at + len(prompt) : at + len(prompt) + 1] not in ".?!,;:", (prompt, text)
+    assert any(p[-1] in ".?!" for p in prompts), prompts
+
+
 @pytest.fixture(scope="module")
 def jfk_streamed(base_engine):
     audio = load_audio(bundled_sample())

@@ -142,13 +142,21 @@ class CTranslate2Engine:
             self._tokenizers.get(w.task, lang) for w, (lang, _) in zip(windows, languages)
         ]
         prompts = self._prompts(tokenizers, windows)
+        bare = [list(t.sot_sequence) for t in tokenizers]
         beams = [self.options.beam_for(w.task) for w in windows]
         decoded = decode_with_fallback(
             len(windows),
             self.options,
-            lambda rows, temperature: self._generate(
-                encoder_output, rows, prompts, tokenizers, lengths, temperature, beams
+            lambda rows, temperature, with_prompt: self._generate(
+                encoder_output,
+                rows,
+                prompts if with_prompt else bare,
+                tokenizers,
+                lengths,
+                temperature,
+                beams,
             ),
+            prompted=[p != b for p, b in zip(prompts, bare)],
         )
         words_per_row = self._align(encoder_output, tokenizers, decoded, lengths)
         return [

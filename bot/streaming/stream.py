@@ -491,9 +491,17 @@ class OnlineStream:
             self._processed_end = max(self._processed_end, self._buffer_start)
 
     def _prompt(self, start: float) -> str:
+        """The committed text before `start` as it reads, with the marks that close it: a
+        word's closing marks travel on the next word's head (or wait on the held word), and a
+        window cut at a sentence end would otherwise be prompted with "...printers of Rome"
+        and no full stop (tiny.en went on lowercase and looped on 20 of 351 such windows)."""
         before = [w for w in self._recent if w.end <= start + 0.05]
-        text = "".join(w.text for w in before).strip()
-        return text[-self.options.prompt_chars :]
+        text = "".join(w.text for w in before).rstrip()
+        if before and len(before) < len(self._recent):
+            text += _leading_marks(self._recent[len(before)].text)
+        elif before and self._held is not None and before[-1].end == self._held.end:
+            text += self._held_marks
+        return text.strip()[-self.options.prompt_chars :]
 
     def _learn_language(self, hypothesis: Hypothesis) -> None:
         if self.language is not None or not hypothesis.words:
@@ -581,3 +589,8 @@ def _capitalized(text: str) -> str:
     if i is None or not text[i].islower():
         return text
     return text[:i] + text[i].upper() + text[i + 1 :]
+
+
+def _leading_marks(text: str) -> str:
+    """The closing marks a word carries for the word before it (". And" → ".")."""
+    return text[: len(text) - len(text.lstrip(MARKS))]

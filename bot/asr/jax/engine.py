@@ -219,6 +219,7 @@ class JaxEngine:
             self._tokenizers.get(w.task, lang) for w, (lang, _) in zip(windows, batch.languages)
         ]
         prefixes = [self._prefix(t, w.prompt) for t, w in zip(tokenizers, windows)]
+        bare = [self._prefix(t, "") for t in tokenizers]
         audio_frames = [
             min(frames, math.ceil(length / SAMPLE_RATE * TOKENS_PER_SECOND))
             for frames, length in zip(batch.frames, lengths)
@@ -226,9 +227,16 @@ class JaxEngine:
         decoded = decode_with_fallback(
             len(windows),
             self.options,
-            lambda rows, temperature: self._generate_rows(
-                batch, rows, prefixes, tokenizers, lengths, audio_frames, temperature
+            lambda rows, temperature, with_prompt: self._generate_rows(
+                batch,
+                rows,
+                prefixes if with_prompt else bare,
+                tokenizers,
+                lengths,
+                audio_frames,
+                temperature,
             ),
+            prompted=[p != b for p, b in zip(prefixes, bare)],
         )
         hypotheses = []
         for row, (language, result) in enumerate(zip(batch.languages, decoded)):
