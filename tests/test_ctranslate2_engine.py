@@ -89,9 +89,10 @@ def test_a_short_window_is_encoded_at_least_min_context_s(tiny_engine, load_item
     tail_only, wider = engine(0.0), engine(10.0)
     audio = load_item("fw_jfk")[0]
     short, long = audio[: 2 * SAMPLE_RATE], audio[: 11 * SAMPLE_RATE]
-    assert tail_only._encode([short]).shape[1] == 150  # 2 s + 1 s tail
-    assert wider._encode([short]).shape[1] == 500
-    assert wider._encode([long]).shape[1] == tail_only._encode([long]).shape[1] == 600
+    assert tail_only._encode(tail_only._model, [short]).shape[1] == 150  # 2 s + 1 s tail
+    assert wider._encode(wider._model, [short]).shape[1] == 500
+    assert wider._encode(wider._model, [long]).shape[1] == 600
+    assert tail_only._encode(tail_only._model, [long]).shape[1] == 600
     assert tiny_engine.options.min_context_s == 0.0  # the default: the tail only
     heard = text(wider.transcribe([Window(audio[: 4 * SAMPLE_RATE], "transcribe", "en")])[0])
     assert "fellow Americans" in heard

@@ -45,7 +45,10 @@ class CTranslate2Engine:
     """Whisper on CTranslate2, decoding batches of windows from several streams at once.
 
     With `workers` above 1, CTranslate2 holds that many replicas of the model (sharing its
-    weights) and a batch is split between them, decoded side by side.
+    weights) and a batch is split between them, decoded side by side. A batch of one window
+    (a service with one live session, or one whose other sessions are silent) would then run
+    on one core: on a CPU it goes to a second copy of the model that runs on every core
+    (one more copy of the weights: base int8 about 80 MB).
     """
 
     def __init__(
@@ -91,6 +94,14 @@ class CTranslate2Engine:
             else None
         )
         self._model: ctranslate2.models.Whisper = self._whisper.model
+        self._whole_model = self._model
+        if self.workers > 1 and device == "cpu":
+            self._whole_model = ctranslate2.models.Whisper(
+                str(model_path),
+                device=device,
+                compute_type=compute_type,
+                intra_threads=self.workers * max(cpu_threads, 1),
+            )
         self._features = self._whisper.feature_extractor
         self.options = options or DecodeOptions()
         self.is_multilingual = bool(self._model.is_multilingual)
@@ -123,21 +134,23 @@ class CTranslate2Engine:
             return []
         self._language_support.check_windows(windows)
         if self._pool is None or len(windows) == 1:
-            return self._transcribe_part(windows)
+            return self._transcribe_part(windows, self._whole_model)
         parts = split_batch([len(w.audio) for w in windows], self.workers)
         decoded = self._pool.map(
-            lambda rows: self._transcribe_part([windows[r] for r in rows]), parts
+            lambda rows: self._transcribe_part([windows[r] for r in rows], self._model), parts
         )
         by_row: dict[int, Hypothesis] = {}
         for rows, hypotheses in zip(parts, decoded):
             by_row.update(zip(rows, hypotheses))
         return [by_row[row] for row in range(len(windows))]
 
-    def _transcribe_part(self, windows: list[Window]) -> list[Hypothesis]:
-        """One worker's share of a batch, decoded in one batched call per step."""
+    def _transcribe_part(
+        self, windows: list[Window], model: ctranslate2.models.Whisper
+    ) -> list[Hypothesis]:
+        """One worker's share of a batch, decoded by `model` in one batched call per step."""
         lengths = [len(w.audio) for w in windows]
-        encoder_output = self._encode([w.audio for w in windows])
-        languages = self._languages(encoder_output, windows)
+        encoder_output = self._encode(model, [w.audio for w in windows])
+        languages = self._languages(model, encoder_output, windows)
         tokenizers = [
             self._tokenizers.get(w.task, lang) for w, (lang, _) in zip(windows, languages)
         ]
@@ -148,6 +161,7 @@ class CTranslate2Engine:
             len(windows),
             self.options,
             lambda rows, temperature, with_prompt: self._generate(
+                model,
                 encoder_output,
                 rows,
                 prompts if with_prompt else bare,
@@ -158,7 +172,7 @@ class CTranslate2Engine:
             ),
             prompted=[p != b for p, b in zip(prompts, bare)],
         )
-        words_per_row = self._align(encoder_output, tokenizers, decoded, lengths)
+        words_per_row = self._align(model, encoder_output, tokenizers, decoded, lengths)
         return [
             hypothesis(words, segment_ends, language, result, self.options)
             for language, result, (words, segment_ends) in zip(languages, decoded, words_per_row)
@@ -200,7 +214,9 @@ class CTranslate2Engine:
     def _offline_reference(beam_size: int) -> str:
         return f"faster-whisper transcribe, beam {beam_size}, conditioned on previous text"
 
-    def _encode(self, audios: list[np.ndarray]) -> ctranslate2.StorageView:
+    def _encode(
+        self, model: ctranslate2.models.Whisper, audios: list[np.ndarray]
+    ) -> ctranslate2.StorageView:
         tail = int(self.options.silence_tail_s * SAMPLE_RATE)
         if self.options.audio_context == "full":
             total = int(MAX_WINDOW_S * SAMPLE_RATE)
@@ -220,16 +236,19 @@ class CTranslate2Engine:
             padded[: len(clipped)] = clipped
             batch.append(self._features(padded, padding=0)[:, : total // self._features.hop_length])
         features = np.ascontiguousarray(np.stack(batch), dtype=np.float32)
-        return self._model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
+        return model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
 
     def _languages(
-        self, encoder_output: ctranslate2.StorageView, windows: list[Window]
+        self,
+        model: ctranslate2.models.Whisper,
+        encoder_output: ctranslate2.StorageView,
+        windows: list[Window],
     ) -> list[tuple[str, float]]:
         if not self.is_multilingual:
             return [("en", 1.0) for _ in windows]
         if all(w.language for w in windows):
             return [(w.language or "en", 1.0) for w in windows]
-        detected = self._model.detect_language(encoder_output)
+        detected = model.detect_language(encoder_output)
         result = []
         for window, candidates in zip(windows, detected):
             if window.language:
@@ -256,6 +275,7 @@ class CTranslate2Engine:
 
     def _generate(
         self,
+        model: ctranslate2.models.Whisper,
         encoder_output: ctranslate2.StorageView,
         rows: list[int],
         prompts: list[list[int]],
@@ -284,7 +304,7 @@ class CTranslate2Engine:
             longest_audio_s = max(lengths[r] for r in group) / SAMPLE_RATE
             new_tokens = int(longest_audio_s * self.options.max_tokens_per_second) + 12
             max_length = min(448, max(len(p) for p in group_prompts) + new_tokens)
-            outputs = self._model.generate(
+            outputs = model.generate(
                 features,
                 group_prompts,
                 max_length=max_length,
@@ -309,6 +329,7 @@ class CTranslate2Engine:
 
     def _align(
         self,
+        model: ctranslate2.models.Whisper,
         encoder_output: ctranslate2.StorageView,
         tokenizers: list[Tokenizer],
         decoded: list[Decoded],
@@ -328,7 +349,7 @@ class CTranslate2Engine:
             features = (
                 encoder_output if len(rows) == len(decoded) else _take_rows(encoder_output, rows)
             )
-            alignments = self._model.align(
+            alignments = model.align(
                 features, list(sot_sequence), text_tokens, num_frames, median_filter_width=7
             )
             for row, tokens, alignment in zip(rows, text_tokens, alignments):
