@@ -52,6 +52,11 @@ def test_a_batch_split_over_workers_comes_back_whole_and_in_order(load_item):
     assert all(split) and split[0] != split[3]
     assert "fellow Americans" in split[1]
     assert two.info.details["workers"] == "2"
+    # One window alone goes to the copy of the model that runs on every core (a 1-thread
+    # worker would leave the other cores idle: bench/serve_capacity.py, one base session).
+    assert two._whole_model is not two._model and one._whole_model is one._model
+    alone = [text(h) for h in two.transcribe([windows[1]])]
+    assert alone == [text(h) for h in one.transcribe([windows[1]])]
 
 
 def test_word_times_lie_inside_the_window_and_in_order(base_engine, load_item):

@@ -244,11 +244,17 @@ def test_word_times_follow_the_speech(jax_tiny, jfk) -> None:
     assert country and 5.0 < country[0].start < 7.0
 
 
+# A window cut mid-sentence that tiny.en decodes greedily: cut at 4 s it loops ("ask ask
+# ..."), and a loop is decoded again by sampling, which is random per call, so a batch and
+# a window alone can only be compared on windows decoded greedily.
+JFK_CUT_S = 5
+
+
 def test_batched_results_equal_unbatched(jax_tiny, jfk, load_item) -> None:
     windows = [
         Window(jfk, "transcribe", "en"),
         Window(load_item(LJ[0])[0], "transcribe", "en", "The printing of books"),
-        Window(jfk[: 4 * SAMPLE_RATE], "transcribe", "en"),
+        Window(jfk[: JFK_CUT_S * SAMPLE_RATE], "transcribe", "en"),
     ]
     batched = [_text(h) for h in jax_tiny.transcribe(windows)]
     alone = [_text(jax_tiny.transcribe([w])[0]) for w in windows]
@@ -266,7 +272,7 @@ def test_windows_of_one_bucket_encoded_as_one_batch_decode_as_alone(jax_tiny, jf
     windows = [
         Window(jfk, "transcribe", "en"),
         Window(load_item(LJ[0])[0], "transcribe", "en", "The printing of books"),
-        Window(jfk[: 4 * SAMPLE_RATE], "transcribe", "en"),
+        Window(jfk[: JFK_CUT_S * SAMPLE_RATE], "transcribe", "en"),
         Window(load_item(LJ[1])[0], "transcribe", "en"),
         Window(load_item(LJ[2])[0], "transcribe", "en"),
     ]

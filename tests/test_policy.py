@@ -149,6 +149,21 @@ def test_the_buffer_is_cut_after_a_committed_sentence_end_once_it_is_long():
     assert all(d.start > 0 for d in engine.decoded[engine.decoded.index(after_cut[0]) :])
 
 
+def test_a_cut_after_a_sentence_end_keeps_the_tentative_word_aligned_across_it():
+    """Aligned times overlap: "seven", first heard in the window that commits "six.", starts
+    0.1 s before "six." ends. The cut after "six." stops at "seven"'s start: cut inside it,
+    it dropped every tentative word, and the next window no longer held "seven" (a resumed
+    stream lost "to letters of more generous design" that way)."""
+    said = spoken("One two three four five six.", 0.2)
+    said += [Word(" seven", said[-1].end - 0.1, said[-1].end + 0.9)]
+    said += spoken("eight nine ten eleven twelve", said[-1].end + 0.1)
+    options = StreamingOptions(vad=False, trim_after_s=2.0, max_buffer_s=8.0)
+    engine = ScriptedEngine.of(a=(noise(6.0), said))
+    captions, _ = play(engine, options)
+    assert captions.text() == "One two three four five six. Seven eight nine ten eleven twelve"
+    assert any(d.start == said[6].start for d in engine.decoded)  # the cut at "seven"
+
+
 def test_the_buffer_never_grows_past_the_cap_even_when_nothing_agrees():
     words = spoken(" ".join(f"w{i}" for i in range(40)), 0.2)
 

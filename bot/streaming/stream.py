@@ -377,7 +377,7 @@ class OnlineStream:
             long = self.buffer_s > (self.options.trim_after_s + self.options.max_buffer_s) / 2
             ends = [w.end for w in inside if self._ends_sentence(w, segment_ends_too=long)]
             if ends:
-                self._cut(self._quiet_point(ends[-1]))
+                self._cut(self._before_pending(self._quiet_point(ends[-1])))
         if self.buffer_s > self.options.max_buffer_s:
             keep_from = self.received_end - self.options.max_buffer_s / 2
             if self._agreement.committed_end < keep_from:
@@ -389,6 +389,15 @@ class OnlineStream:
             else:
                 self._cut(keep_from)
         return committed
+
+    def _before_pending(self, cut: float) -> float:
+        """`cut`, or the first tentative word's start if the cut would pass it: a cut inside
+        a tentative word drops them all uncommitted (a resumed stream's quiet point after
+        "justice." fell 0.01 s into "to", and "to letters of more generous design" was lost)."""
+        pending = self._agreement.pending
+        if pending and self._buffer_start < pending[0].word.start < cut:
+            return pending[0].word.start
+        return cut
 
     def _quiet_point(self, end: float) -> float:
         """Where to cut after a committed word: the quietest 10 ms between its aligned end
