@@ -394,7 +394,9 @@ def normalized_words(text: str) -> str:
     return " ".join(n for n in (normalized(w) for w in text.split()) if n)
 
 
-@pytest.mark.parametrize("bursts_s", [(3.0, 7.5, 7.5), (2.4, 6.4), (7.5, 7.5)])
+@pytest.mark.parametrize(
+    "bursts_s", [(3.0, 7.5, 7.5), (2.4, 6.4), (2.4, 4.0), (4.0, 4.0, 4.0), (7.5, 7.5)]
+)
 def test_a_stream_resumed_with_a_burst_of_held_audio_loses_and_repeats_no_words(
     tiny_engine, load_item, bursts_s
 ):
@@ -421,7 +423,8 @@ def test_a_stream_resumed_with_a_burst_of_held_audio_loses_and_repeats_no_words(
     after = decoded_words_at(tiny_engine, audio, moments, start_s=start_s, history=tuple(before))
     text = normalized_words(join_words(before + after))
     assert "to letters of more generous design" in text, text
-    assert "and so my fellow americans ask not" in text, text
+    # tiny.en itself sometimes hears "And so am I fellow Americans" from a cut at "Britain."
+    assert "fellow americans ask not what your country" in text, text
     assert text.count("justice") == 1, text
     assert english_wer(reference, text) < 0.1, text
 

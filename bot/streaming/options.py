@@ -16,9 +16,14 @@ BUFFER_LIMIT_S = WHISPER_WINDOW_S - 2.0
 class StreamingOptions:
     min_step_s: float = 0.5
     """Least new audio a stream needs before it is decoded again."""
-    trim_after_s: float = 10.0
-    """Once the buffer is longer, cut it at the last committed sentence or segment end."""
-    max_buffer_s: float = 15.0
+    trim_after_s: float = 5.0
+    """Once the buffer is longer, cut it at the last committed sentence or segment end. Every
+    window re-decodes its buffer, so this sets the cost of a round, hence the latency and
+    the sessions a box serves; the committed text before a cut conditions the next window
+    as its prompt. Measured (43 English items, --fast, 5 / 8 against 10 / 15): base WER
+    3.49% / 3.44%, tiny.en 3.40% / 3.84%; 4 tiny.en `serve` sessions on 2 cores commit
+    p50 / p90 1.11-1.13 / 1.80-1.93 s against 1.78 / 2.50 s."""
+    max_buffer_s: float = 8.0
     """Hard cap: cut at the last committed word, committing old tentative words if needed."""
     pause_s: float = 0.5
     """Silence after speech that finalizes the pending words without waiting for agreement."""

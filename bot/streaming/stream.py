@@ -91,6 +91,14 @@ class OnlineStream:
         self._held_marks = ""
         self._held_reheard = False
         self._held_next = ""  # the word after it, as the window that re-heard it wrote it
+        self._held_marks_shown = ""  # the held marks a resumed stream's viewer already has
+        if history:
+            # The marks a stream ended on may be its end's, not the speaker's: a service
+            # drained mid-sentence closed "justice" with a ".", and the resumed stream, cut
+            # and prompted there, skipped "to letters of more generous design". They wait,
+            # as at a pause, for a window that re-hears the word.
+            self._recent[-1] = self._hold_marks(self._recent[-1])
+            self._held_marks_shown = self._held_marks
         self._heard: list[Word] = []
         self._processed_end = start
         self._window: tuple[float, float] | None = None
@@ -385,7 +393,8 @@ class OnlineStream:
                 self.stats.forced_commits += len(forced)
                 committed += forced
             if self._agreement.committed_end > self._buffer_start:
-                self._cut(min(self._quiet_point(self._agreement.committed_end), keep_from))
+                cut = self._before_pending(self._quiet_point(self._agreement.committed_end))
+                self._cut(min(cut, keep_from))
             else:
                 self._cut(keep_from)
         return committed
@@ -393,7 +402,9 @@ class OnlineStream:
     def _before_pending(self, cut: float) -> float:
         """`cut`, or the first tentative word's start if the cut would pass it: a cut inside
         a tentative word drops them all uncommitted (a resumed stream's quiet point after
-        "justice." fell 0.01 s into "to", and "to letters of more generous design" was lost)."""
+        "justice." fell 0.01 s into "to", and "to letters of more generous design" was lost).
+        The quiet point may lie past the next heard word's aligned start, which is often
+        early; a tentative word's start is the limit only for cuts that keep the words."""
         pending = self._agreement.pending
         if pending and self._buffer_start < pending[0].word.start < cut:
             return pending[0].word.start
@@ -424,8 +435,12 @@ class OnlineStream:
         if self._held is not None and word.end == self._held.end:
             # Its full stop is held for the next word, which a window that long may never
             # reach: the decoder stopped at "...back of the paper." for 5 s of the next
-            # sentence until the stream ended, and the sentence was lost.
-            return ends_sentence(self._held_marks)
+            # sentence until the stream ended, and the sentence was lost. Not the marks a
+            # resumed stream's history ended on, until a window confirms them: tiny.en heard
+            # only "is" in its first 7.5 s, and a cut at "justice." lost what followed.
+            return ends_sentence(self._held_marks) and (
+                self._held_reheard or not self._held_marks_shown
+            )
         return segment_ends_too and word.end in self._segment_end_times
 
     def _hold_marks(self, word: CommittedWord) -> CommittedWord:
@@ -468,9 +483,14 @@ class OnlineStream:
                     self._sentence_end_times.add(self._held.end)
                 if self._held_reheard and normalized(self._held_next) == normalized(text):
                     text = _with_case_of(self._held_next, text)  # "printing, and", not ", And"
-                text = marks + text
+                if self._held_marks_shown:
+                    # The viewer has them on the word already; the prompt reads them there.
+                    if marks and self._recent and self._recent[-1].end == self._held.end:
+                        self._recent[-1] = replace(self._held, text=self._held.text + marks)
+                else:
+                    text = marks + text
                 self._sentence_ended = ends_sentence(marks)
-                self._held = None
+                self._held, self._held_marks_shown = None, ""
             if self._sentence_ended:
                 text = _capitalized(text)
             if text.strip():
@@ -532,7 +552,7 @@ class OnlineStream:
         if committed and not self._agreement.pending and not final:
             # Nothing heard after it yet: its closing marks wait for the next word.
             committed[-1] = self._hold_marks(committed[-1])
-        if final and self._held is not None and self._held_marks:
+        if final and self._held is not None and self._held_marks and not self._held_marks_shown:
             # No next word came: the marks close the text on their own (with the held word's
             # times, so the transcript reads "country." and no item has zero length).
             committed.append(replace(self._held, text=self._held_marks, emitted_s=now))
