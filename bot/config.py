@@ -70,6 +70,7 @@ class StreamingConfig(_Section):
     doubtful_below: float = Field(_DEFAULT.doubtful_below, ge=0, le=1)
     doubtful_right_context_s: float = Field(_DEFAULT.doubtful_right_context_s, ge=0, le=5)
     long_pause_s: float = Field(_DEFAULT.long_pause_s, gt=0, le=20)
+    translation_by_sentence: bool = _DEFAULT.translation_by_sentence
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)
     prompt_chars: int = Field(_DEFAULT.prompt_chars, ge=0, le=1000)

@@ -242,6 +242,30 @@ def test_a_shutdown_flush_commits_the_tentative_words_without_decoding():
     assert [w.text for w in update.committed] == [w.text + "x" for w in words if w.end <= 2.0]
 
 
+def test_a_translated_word_commits_once_its_sentence_has_ended_and_the_next_one_begun():
+    """A translation of half a clause lacks what ends it (the German verb comes last), so a
+    translating stream commits a sentence only once a hypothesis ends it and goes on (or at a
+    pause, the cap, the end); transcribing, words commit as soon as two hypotheses agree."""
+    words = spoken("I have seen the dog today. It was big and brown and very happy", 0.2)
+    audio = noise(6.0)
+
+    def emitted(task: str, by_sentence: bool) -> dict[str, float]:
+        engine = ScriptedEngine.of(a=(audio, words))
+        options = StreamingOptions(vad=False, translation_by_sentence=by_sentence)
+        transcriber = StreamingTranscriber(engine, options, clock="audio")
+        captions = Captions()
+        run_fast(transcriber, [Recording("a", audio, task, "de")], captions.updates.append, step_s=0.5)
+        assert captions.text() == "I have seen the dog today. It was big and brown and very happy"
+        return {w.text.strip(" ."): w.emitted_s for w in captions.committed()}
+
+    by_sentence = emitted("translate", True)
+    it_heard = words[6].end  # " It", the first word after the full stop
+    assert all(by_sentence[w] >= it_heard for w in ("I", "have", "seen"))
+    assert all(by_sentence[w] == 6.0 for w in ("was", "big", "brown", "happy"))  # the end
+    assert emitted("translate", False)["I"] < it_heard
+    assert emitted("transcribe", True)["I"] < it_heard
+
+
 # -- prompts and resuming -----------------------------------------------------------------------
 
 

@@ -38,6 +38,10 @@ class StreamingOptions:
     commits by agreement only with `doubtful_right_context_s` of speech after it (or at a
     pause). Whisper's misheard words are mostly unsure ones ("asked" 0.36 before "not")."""
     doubtful_right_context_s: float = 1.0
+    translation_by_sentence: bool = False
+    """Translating, a word commits by agreement only once a hypothesis ends its sentence and
+    goes on: a translation of half a clause lacks what ends it (a German verb). A pause, the
+    cap and the end of the stream commit as ever."""
     vad: bool = True
     """Skip silence (Silero VAD): no decoding and no hallucinated text where nobody speaks."""
     vad_threshold: float = 0.5

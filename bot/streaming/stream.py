@@ -228,7 +228,7 @@ class OnlineStream:
         self._heard = words
         self._reheard_held(words)
         committed = self._agreement.insert(
-            words, window_start, now, self._context_limit(), last=last, doubt=self._doubt()
+            words, window_start, now, self._commit_limit(words), last=last, doubt=self._doubt()
         )
         committed += self._finalize_if_paused(now)
         if not self.ended:
@@ -336,6 +336,15 @@ class OnlineStream:
         if self._silence_s() >= self.options.long_pause_s:
             return None
         return self._detector.speech_start_before(self._processed_end, context)
+
+    def _commit_limit(self, words: list[Word]) -> float | None:
+        """The latest word end that may commit by agreement now (None: any)."""
+        limit = self._context_limit()
+        if not self.options.translation_by_sentence or self._task() != "translate":
+            return limit
+        ended = [w.end for w in words[:-1] if ends_sentence(w.text)]
+        sentence_end = ended[-1] if ended else float("-inf")
+        return sentence_end if limit is None else min(limit, sentence_end)
 
     def _finalize(self, now: float) -> list[CommittedWord]:
         pause = self._pause() or self._processed_end
