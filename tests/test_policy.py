@@ -254,7 +254,9 @@ def test_a_translated_word_commits_once_its_sentence_has_ended_and_the_next_one_
         options = StreamingOptions(vad=False, translation_by_sentence=by_sentence)
         transcriber = StreamingTranscriber(engine, options, clock="audio")
         captions = Captions()
-        run_fast(transcriber, [Recording("a", audio, task, "de")], captions.updates.append, step_s=0.5)
+        run_fast(
+            transcriber, [Recording("a", audio, task, "de")], captions.updates.append, step_s=0.5
+        )
         assert captions.text() == "I have seen the dog today. It was big and brown and very happy"
         return {w.text.strip(" ."): w.emitted_s for w in captions.committed()}
 
@@ -269,22 +271,34 @@ def test_a_translated_word_commits_once_its_sentence_has_ended_and_the_next_one_
 # -- prompts and resuming -----------------------------------------------------------------------
 
 
-def test_a_resumed_stream_prompts_with_its_history_and_does_not_repeat_it():
-    words = spoken("it was the best of times it was the worst of times", 0.2)
-    audio = noise(5.2)
-    history = [CommittedWord(w.text, w.start, w.end, 1.0, w.end, w.end + 0.5) for w in words[:6]]
-    engine = ScriptedEngine.of(a=(audio, words))
-    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
-    resume_at = 1.0  # the old worker had received audio up to here
+def resumed(
+    engine: ScriptedEngine,
+    options: StreamingOptions,
+    audio: np.ndarray,
+    resume_at: float,
+    history: list[CommittedWord],
+) -> Captions:
+    """Stream `audio` from `resume_at` (0.5 s a round) as a stream resumed with `history`."""
+    transcriber = StreamingTranscriber(engine, options, clock="audio")
     transcriber.open("a", "transcribe", "en", start=resume_at, history=history)
     captions = Captions()
-    for t in np.arange(resume_at, 5.2, 0.5):
+    for t in np.arange(resume_at, len(audio) / SAMPLE_RATE, 0.5):
         chunk = audio[int(t * SAMPLE_RATE) : int((t + 0.5) * SAMPLE_RATE)]
         transcriber.feed(AudioChunk("a", chunk, float(t)))
         captions.updates += transcriber.step()
     transcriber.feed(EndOfStream("a"))
     while transcriber.active:
         captions.updates += transcriber.step()
+    return captions
+
+
+def test_a_resumed_stream_prompts_with_its_history_and_does_not_repeat_it():
+    words = spoken("it was the best of times it was the worst of times", 0.2)
+    audio = noise(5.2)
+    history = [CommittedWord(w.text, w.start, w.end, 1.0, w.end, w.end + 0.5) for w in words[:6]]
+    engine = ScriptedEngine.of(a=(audio, words))
+    resume_at = 1.0  # the old worker had received audio up to here
+    captions = resumed(engine, NO_VAD, audio, resume_at, history)
     assert engine.decoded[0].window.prompt == "it was"  # history before the buffer
     assert captions.text() == "it was the worst of times"
     later = [d for d in engine.decoded if d.start >= words[5].end]
@@ -320,19 +334,8 @@ def test_the_full_stop_a_drained_stream_ended_on_waits_until_the_resumed_stream_
 
     engine = ScriptedEngine.of(a=(audio, late))
     options = StreamingOptions(vad=False, trim_after_s=2.0, max_buffer_s=3.0)
-    transcriber = StreamingTranscriber(engine, options, clock="audio")
-    resume_at = words[2].start
-    transcriber.open("a", "transcribe", "en", start=resume_at, history=history)
-    captions = Captions()
-    for t in np.arange(resume_at, 5.6, 0.5):
-        chunk = audio[int(t * SAMPLE_RATE) : int((t + 0.5) * SAMPLE_RATE)]
-        transcriber.feed(AudioChunk("a", chunk, float(t)))
-        captions.updates += transcriber.step()
-    transcriber.feed(EndOfStream("a"))
-    while transcriber.active:
-        captions.updates += transcriber.step()
-    resumed = captions.text()
-    assert resumed.startswith(expected.strip()) and resumed.count(".") == 0, resumed
+    text = resumed(engine, options, audio, words[2].start, history).text()
+    assert text.startswith(expected.strip()) and text.count(".") == 0, text
     after_justice = [d for d in engine.decoded if d.start >= justice.end]
     assert after_justice, "the buffer was never cut after the resumed history"
     went_on = "." not in said

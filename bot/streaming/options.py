@@ -21,8 +21,7 @@ class StreamingOptions:
     window re-decodes its buffer, so this sets the cost of a round, hence the latency and
     the sessions a box serves; the committed text before a cut conditions the next window
     as its prompt. Measured (43 English items, --fast, 5 / 8 against 10 / 15): base WER
-    3.49% / 3.44%, tiny.en 3.40% / 3.84%; 4 tiny.en `serve` sessions on 2 cores commit
-    p50 / p90 1.11-1.13 / 1.80-1.93 s against 1.78 / 2.50 s."""
+    3.49% / 3.44%, tiny.en 3.40% / 3.84%; faster rounds (README: Trimming, Serving)."""
     max_buffer_s: float = 8.0
     """Hard cap: cut at the last committed word, committing old tentative words if needed."""
     pause_s: float = 0.5
