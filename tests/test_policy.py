@@ -14,6 +14,7 @@ import pytest
 from conftest import decoded_at
 from scripted_engine import Hearing, ScriptedEngine, fully_heard, spoken
 
+from bot.asr.engine import Task
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
 from bot.messages import SAMPLE_RATE, AudioChunk, CaptionUpdate, CommittedWord, EndOfStream, Word
@@ -69,12 +70,14 @@ def play(
     engine: ScriptedEngine,
     options: StreamingOptions = NO_VAD,
     step_s: float = 0.5,
+    task: Task = "transcribe",
+    language: str = "en",
 ) -> tuple[Captions, StreamingTranscriber]:
     """Stream every scripted recording through the policy, `step_s` of audio per round."""
     transcriber = StreamingTranscriber(engine, options, clock="audio")
     captions = Captions()
     recordings = [
-        Recording(name, script.audio, "transcribe", "en") for name, script in engine.scripts.items()
+        Recording(name, script.audio, task, language) for name, script in engine.scripts.items()
     ]
     run_fast(transcriber, recordings, captions.updates.append, step_s=step_s)
     return captions, transcriber
@@ -249,14 +252,10 @@ def test_a_translated_word_commits_once_its_sentence_has_ended_and_the_next_one_
     words = spoken("I have seen the dog today. It was big and brown and very happy", 0.2)
     audio = noise(6.0)
 
-    def emitted(task: str, by_sentence: bool) -> dict[str, float]:
+    def emitted(task: Task, by_sentence: bool) -> dict[str, float]:
         engine = ScriptedEngine.of(a=(audio, words))
         options = StreamingOptions(vad=False, translation_by_sentence=by_sentence)
-        transcriber = StreamingTranscriber(engine, options, clock="audio")
-        captions = Captions()
-        run_fast(
-            transcriber, [Recording("a", audio, task, "de")], captions.updates.append, step_s=0.5
-        )
+        captions, _ = play(engine, options, task=task, language="de")
         assert captions.text() == "I have seen the dog today. It was big and brown and very happy"
         return {w.text.strip(" ."): w.emitted_s for w in captions.committed()}
 

@@ -91,14 +91,14 @@ class OnlineStream:
         self._held_marks = ""
         self._held_reheard = False
         self._held_next = ""  # the word after it, as the window that re-heard it wrote it
-        self._held_marks_shown = ""  # the held marks a resumed stream's viewer already has
+        self._held_marks_sent = False  # a resumed stream's viewer has them already
         if history:
             # The marks a stream ended on may be its end's, not the speaker's: a service
             # drained mid-sentence closed "justice" with a ".", and the resumed stream, cut
             # and prompted there, skipped "to letters of more generous design". They wait,
             # as at a pause, for a window that re-hears the word.
             self._recent[-1] = self._hold_marks(self._recent[-1])
-            self._held_marks_shown = self._held_marks
+            self._held_marks_sent = self._held is not None
         self._heard: list[Word] = []
         self._processed_end = start
         self._window: tuple[float, float] | None = None
@@ -370,7 +370,7 @@ class OnlineStream:
             self.stats.unheard_redecodes += 1
             committed_end = self._agreement.committed_end
             if committed_end > self._buffer_start:
-                self._cut(self._quiet_point(committed_end))
+                self._cut(self._cut_point(committed_end))
             self._processed_end = max(committed_end, self._buffer_start)
         elif self.buffer_s > self.options.trim_after_s:
             # The audio before the pause stays as context for what follows, unless it is long.
@@ -394,7 +394,7 @@ class OnlineStream:
             long = self.buffer_s > (self.options.trim_after_s + self.options.max_buffer_s) / 2
             ends = [w.end for w in inside if self._ends_sentence(w, segment_ends_too=long)]
             if ends:
-                self._cut(self._before_pending(self._quiet_point(ends[-1])))
+                self._cut(self._cut_point(ends[-1]))
         if self.buffer_s > self.options.max_buffer_s:
             keep_from = self.received_end - self.options.max_buffer_s / 2
             if self._agreement.committed_end < keep_from:
@@ -402,18 +402,19 @@ class OnlineStream:
                 self.stats.forced_commits += len(forced)
                 committed += forced
             if self._agreement.committed_end > self._buffer_start:
-                cut = self._before_pending(self._quiet_point(self._agreement.committed_end))
-                self._cut(min(cut, keep_from))
+                self._cut(min(self._cut_point(self._agreement.committed_end), keep_from))
             else:
                 self._cut(keep_from)
         return committed
 
-    def _before_pending(self, cut: float) -> float:
-        """`cut`, or the first tentative word's start if the cut would pass it: a cut inside
-        a tentative word drops them all uncommitted (a resumed stream's quiet point after
-        "justice." fell 0.01 s into "to", and "to letters of more generous design" was lost).
-        The quiet point may lie past the next heard word's aligned start, which is often
-        early; a tentative word's start is the limit only for cuts that keep the words."""
+    def _cut_point(self, end: float) -> float:
+        """Where to cut the buffer after a committed word: its quiet point, but not past the
+        first tentative word's start. A cut inside a tentative word drops them all
+        uncommitted (a resumed stream's quiet point after "justice." fell 0.01 s into "to",
+        and "to letters of more generous design" was lost). The quiet point may lie past the
+        next heard word's aligned start, which is often early; a tentative word's start is
+        the limit only for cuts, which keep the words after them."""
+        cut = self._quiet_point(end)
         pending = self._agreement.pending
         if pending and self._buffer_start < pending[0].word.start < cut:
             return pending[0].word.start
@@ -448,7 +449,7 @@ class OnlineStream:
             # resumed stream's history ended on, until a window confirms them: tiny.en heard
             # only "is" in its first 7.5 s, and a cut at "justice." lost what followed.
             return ends_sentence(self._held_marks) and (
-                self._held_reheard or not self._held_marks_shown
+                self._held_reheard or not self._held_marks_sent
             )
         return segment_ends_too and word.end in self._segment_end_times
 
@@ -492,14 +493,14 @@ class OnlineStream:
                     self._sentence_end_times.add(self._held.end)
                 if self._held_reheard and normalized(self._held_next) == normalized(text):
                     text = _with_case_of(self._held_next, text)  # "printing, and", not ", And"
-                if self._held_marks_shown:
-                    # The viewer has them on the word already; the prompt reads them there.
-                    if marks and self._recent and self._recent[-1].end == self._held.end:
-                        self._recent[-1] = replace(self._held, text=self._held.text + marks)
+                if self._held_marks_sent:
+                    # The viewer has them on the word already (the last of the history, not
+                    # yet followed by anything); the prompt reads them there.
+                    self._recent[-1] = replace(self._held, text=self._held.text + marks)
                 else:
                     text = marks + text
                 self._sentence_ended = ends_sentence(marks)
-                self._held, self._held_marks_shown = None, ""
+                self._held, self._held_marks_sent = None, False
             if self._sentence_ended:
                 text = _capitalized(text)
             if text.strip():
@@ -561,7 +562,7 @@ class OnlineStream:
         if committed and not self._agreement.pending and not final:
             # Nothing heard after it yet: its closing marks wait for the next word.
             committed[-1] = self._hold_marks(committed[-1])
-        if final and self._held is not None and self._held_marks and not self._held_marks_shown:
+        if final and self._held is not None and self._held_marks and not self._held_marks_sent:
             # No next word came: the marks close the text on their own (with the held word's
             # times, so the transcript reads "country." and no item has zero length).
             committed.append(replace(self._held, text=self._held_marks, emitted_s=now))
