@@ -293,6 +293,16 @@ def caption_pixels(committed: str, tentative: str, speaker: str) -> np.ndarray:
     return canvas.max(axis=2) > 128
 
 
+def match_scores(frame: np.ndarray, shown: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """Speaker → how closely the frame's text pixels match that speaker's caption, drawn."""
+    bright = frame.max(axis=2) > 128
+    scores = {}
+    for speaker, stream in (("Alice", "meeting-alice"), ("Bob", "meeting-bob")):
+        drawn = caption_pixels(*shown[stream], speaker)
+        scores[speaker] = float((drawn & bright).sum() / max((drawn | bright).sum(), 1))
+    return scores
+
+
 # -- tests ------------------------------------------------------------------------------------
 
 
@@ -335,10 +345,20 @@ def test_bot_captions_each_speaker_under_their_name_as_its_camera_and_leaves_whe
         assert len(distinct) >= 3, f"caption strip changed {len(distinct)} times"
         # once the captions stay still, the strip shows the last speaker's current text
         assert bot.wait_until_captions_settle(30), bot.live_captions()
-        alice.page.wait_for_timeout(1500)
-        last_frame = alice.frame_of("Captions")
         shown = bot.live_captions()
-        cv2.imwrite(str(tmp_path / "received-last.png"), last_frame)
+        # The encoder sharpens a still picture over a few frames, and less quickly on a busy
+        # machine (one frame read 0.848 in a full-suite run): the best frame within 10 s counts.
+        best_scores: dict[str, float] = {}
+        best_until = time.monotonic() + 10
+        while time.monotonic() < best_until and max(best_scores.values(), default=0) <= 0.85:
+            alice.page.wait_for_timeout(500)
+            last_frame = alice.frame_of("Captions")
+            if last_frame is None:
+                continue
+            scores = match_scores(last_frame, shown)
+            if max(scores.values()) > max(best_scores.values(), default=-1):
+                best_scores = scores
+                cv2.imwrite(str(tmp_path / "received-last.png"), last_frame)
         for speaker in speakers:
             speaker.leave()
         speakers = []
@@ -371,13 +391,9 @@ def test_bot_captions_each_speaker_under_their_name_as_its_camera_and_leaves_whe
     # The frame Alice received shows the caption of whoever spoke last exactly as the
     # compositor draws it: its text pixels match that rendering (measured 0.98), and not the
     # other speaker's (0.13).
-    bright = last_frame.max(axis=2) > 128
-    scores = {}
-    for speaker, stream in (("Alice", "meeting-alice"), ("Bob", "meeting-bob")):
-        drawn = caption_pixels(*shown[stream], speaker)
-        scores[speaker] = (drawn & bright).sum() / max((drawn | bright).sum(), 1)
-    assert max(scores.values()) > 0.85, scores
-    assert min(scores.values()) < 0.5, scores
+    assert max(best_scores.values()) > 0.85, best_scores
+    assert min(best_scores.values()) < 0.5, best_scores
+    print(f"caption pixels matched: {best_scores}")
 
 
 def process_tree(root: int) -> list[int]:
