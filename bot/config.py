@@ -69,6 +69,8 @@ class StreamingConfig(_Section):
     right_context_s: float = Field(_DEFAULT.right_context_s, ge=0, le=5)
     doubtful_below: float = Field(_DEFAULT.doubtful_below, ge=0, le=1)
     doubtful_right_context_s: float = Field(_DEFAULT.doubtful_right_context_s, ge=0, le=5)
+    confident_above: float = Field(_DEFAULT.confident_above, ge=0, le=1)
+    confident_right_context_s: float = Field(_DEFAULT.confident_right_context_s, ge=0, le=5)
     long_pause_s: float = Field(_DEFAULT.long_pause_s, gt=0, le=20)
     translation_by_sentence: bool = _DEFAULT.translation_by_sentence
     vad: bool = _DEFAULT.vad

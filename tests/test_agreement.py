@@ -1,7 +1,9 @@
 """LocalAgreement-2: what gets committed, when, and what never changes."""
 
+from dataclasses import replace
+
 from bot.messages import Word
-from bot.streaming.agreement import LocalAgreement, normalized
+from bot.streaming.agreement import FirstSight, LocalAgreement, normalized
 
 
 def words(text: str, start: float = 0.0, step: float = 0.5) -> list[Word]:
@@ -49,6 +51,37 @@ def test_first_seen_is_when_the_final_form_first_appeared():
     agreement2.insert(words("the quick"), 0.0, now=1.0)
     first = agreement2.insert(words("The quick"), 0.0, now=2.0)
     assert [w.first_seen_s for w in first] == [2.0, 1.0]  # "The" changed form at 2.0
+
+
+def test_sure_words_with_speech_after_them_commit_the_first_time_they_are_heard():
+    sight = FirstSight(above=0.9, until=1.5)  # speech follows the words that end by 1.5 s
+    agreement = LocalAgreement()
+    heard = words("the quick brown fox jumps")  # they end at 0.4, 0.9, 1.4, 1.9, 2.4 s
+    heard[2] = replace(heard[2], probability=0.8)
+    committed = agreement.insert(heard, 0.0, now=2.5, first_sight=sight)
+    # "brown" is not sure enough, and a word commits only after every word before it
+    assert texts(committed) == "the quick"
+    assert [w.first_seen_s for w in committed] == [2.5, 2.5]
+    assert [p.word.text.strip() for p in agreement.pending] == ["brown", "fox", "jumps"]
+    # the tentative words agree; "over" is new and sure, but no speech follows it yet
+    later = FirstSight(above=0.9, until=2.5)
+    committed = agreement.insert(
+        words("the quick brown fox jumps over"), 0.0, 3.0, first_sight=later
+    )
+    assert texts(committed) == "brown fox jumps"
+    assert [p.word.text.strip() for p in agreement.pending] == ["over"]
+
+
+def test_no_word_commits_on_first_sight_while_the_hypothesis_revises_a_tentative_one():
+    sight = FirstSight(above=0.9, until=10.0)
+    agreement = LocalAgreement()
+    agreement.insert(words("the quick brown"), 0.0, now=1.5)
+    committed = agreement.insert(words("the quick brawn fox"), 0.0, now=2.0, first_sight=sight)
+    assert texts(committed) == "the quick"  # agreement alone: "brawn" revised "brown"
+    committed = agreement.insert(
+        words("the quick brawn fox jumps"), 0.0, now=2.5, first_sight=sight
+    )
+    assert texts(committed) == "brawn fox jumps"  # all agreed, then "jumps" on first sight
 
 
 def test_rehearing_committed_words_inside_the_window_does_not_duplicate_them():

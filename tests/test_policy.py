@@ -7,7 +7,7 @@ hypotheses: when words commit, what is shown, what is cut, what is decoded next.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pytest
@@ -34,6 +34,7 @@ JFK_WORDS = [
     *spoken("what your country can do for you.", 5.45, 0.3),
     *spoken("Ask what you can do for your country.", 8.25, 0.28),
 ]
+JFK_TEXT = "".join(w.text for w in JFK_WORDS).strip()
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -459,6 +460,36 @@ def test_a_word_commits_only_once_speech_follows_it_unless_the_pause_is_long(jfk
     assert "asked not" in captions.text(), captions.text()
 
 
+def test_a_sure_word_commits_in_the_first_hypothesis_that_hears_speech_after_it(jfk):
+    """A word Whisper is sure of commits the first time it is heard, once
+    `confident_right_context_s` of speech follows it: one decode sooner than two agreeing
+    hypotheses. An unsure word still waits for the second."""
+    unsure = {" fellow", " can"}
+    said = [replace(w, probability=0.6 if w.text in unsure else 0.97) for w in JFK_WORDS]
+    engine = ScriptedEngine.of(a=(jfk, said))
+    sure_first = StreamingOptions(confident_above=0.9, confident_right_context_s=0.3)
+    captions, _ = play(engine, sure_first)
+    assert captions.text() == JFK_TEXT
+
+    def hearings(word: CommittedWord) -> int:
+        """The decodes that heard `word` by the time it committed."""
+        return sum(1 for d in engine.decoded if word.end <= d.end <= word.emitted_s + 1e-6)
+
+    committed = captions.committed()
+    once = [w for w in committed if hearings(w) == 1]
+    assert len(once) >= 5, [(w.text, hearings(w)) for w in committed]
+    assert not unsure & {w.text.rstrip(",.") for w in once}
+    # ...by the decode that heard 0.3 s after it
+    assert all(any(w.end + 0.3 <= d.end <= w.emitted_s for d in engine.decoded) for w in once)
+
+    engine = ScriptedEngine.of(a=(jfk, said))
+    by_agreement, _ = play(engine, StreamingOptions(confident_above=0.0))
+    assert by_agreement.text() == JFK_TEXT
+    agreed_at = {w.start: w.emitted_s for w in by_agreement.committed()}
+    sooner = [agreed_at[w.start] - w.emitted_s for w in once]
+    assert sum(1 for s in sooner if s >= 0.5) >= 5 and min(sooner) >= 0, sooner
+
+
 def test_a_doubtful_word_waits_for_speech_after_it_even_across_a_pause(jfk):
     """Whisper base hears "ask" before JFK's pause as "asked" (probability 0.36) and ends the
     sentence there ("not." 0.56) until "what" follows: those unsure words stay tentative
@@ -595,6 +626,27 @@ def test_a_last_decode_that_stops_before_the_speech_does_decodes_the_rest_again(
     )
     tail = engine.decoded[-1]
     assert 6.5 < tail.start < 7.6 and tail.window.prompt.endswith("can do for")
+
+
+def test_speech_a_decode_stopped_short_of_before_a_pause_is_decoded_again(jfk):
+    """A decode may hear less than the last one and end its text early: a joined meeting's
+    stream showed "more generous." tentative after "letters of", then a decode heard nothing
+    after "of" and the speech paused. The VAD still hears speech after the last word heard,
+    so that audio is decoded again at the pause, and the sentence's end is not lost."""
+    audio = np.concatenate([jfk[: int(2.3 * SAMPLE_RATE)], np.zeros(3 * SAMPLE_RATE, np.float32)])
+    said = JFK_WORDS[:5]
+
+    def stops_short(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        if end >= 2.3 and start < 1.0:
+            return [w for w in heard if w.end < 1.2]  # "And so my", and the text ends
+        return heard
+
+    engine = ScriptedEngine.of(a=(audio, stops_short))
+    captions, transcriber = play(engine, StreamingOptions())
+    assert captions.text() == "And so my fellow Americans,"
+    assert transcriber.stats("a").unheard_redecodes == 1
+    assert engine.decoded[-1].start >= 1.0
 
 
 # tiny.en's real-time moments in a loaded service: at 8.25 s the pause commits "for you.";

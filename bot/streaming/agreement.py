@@ -50,6 +50,18 @@ class Doubt:
 
 
 @dataclass(frozen=True)
+class FirstSight:
+    """Words that commit the first time a hypothesis hears them: those of probability
+    `above` or more that end by `until`, while the hypothesis keeps every tentative word."""
+
+    above: float
+    until: float
+
+    def commits(self, word: Word) -> bool:
+        return word.probability >= self.above and word.end <= self.until
+
+
+@dataclass(frozen=True)
 class PendingWord:
     """A tentative word with the stream time it first appeared on screen in this form."""
 
@@ -82,11 +94,16 @@ class LocalAgreement:
         until: float | None = None,
         last: bool = False,
         doubt: Doubt | None = None,
+        first_sight: FirstSight | None = None,
     ) -> list[CommittedWord]:
         """Take a new hypothesis (absolute times); return the words it commits (those ending
         by `until`, if given: the rest stay tentative however well they agree).
 
         `doubt`: a doubtful word in this hypothesis or the last commits only as it allows.
+        `first_sight`: once every tentative word agreed, the new words after them that it
+        allows commit without waiting for the next hypothesis. (Also committing a sure word
+        that revises a tentative one measured worse: real time, base, the long files 7.04% /
+        1.54% against 6.51% / 1.18%.)
 
         `last` says no decode follows this one to correct it: tentative words from before its
         first word are kept, as it may have skipped them (the end of JFK, decoded from a cut
@@ -113,9 +130,18 @@ class LocalAgreement:
             and not (doubt and doubt.holds_back(new[count], self.pending[count].word))
         ):
             count += 1
+        if first_sight is not None and count == len(self.pending):
+            while (
+                count < len(new)
+                and first_sight.commits(new[count])
+                and (until is None or new[count].end <= until)
+            ):
+                count += 1
         committed = [
             self._commit(
-                self._with_agreed_case(self.pending[i], word, window_start),
+                self._with_agreed_case(self.pending[i], word, window_start)
+                if i < len(self.pending)
+                else word,
                 self._first_seen(word, i, now),
                 now,
             )

@@ -17,7 +17,7 @@ import numpy as np
 
 from bot.asr.engine import Hypothesis, Task, Window
 from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, Word
-from bot.streaming.agreement import Doubt, LocalAgreement, normalized
+from bot.streaming.agreement import Doubt, FirstSight, LocalAgreement, normalized
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 from bot.streaming.vad import SileroModel, SpeechDetector
 from bot.text import ends_sentence
@@ -228,7 +228,13 @@ class OnlineStream:
         self._heard = words
         self._reheard_held(words)
         committed = self._agreement.insert(
-            words, window_start, now, self._commit_limit(words), last=last, doubt=self._doubt()
+            words,
+            window_start,
+            now,
+            self._commit_limit(words),
+            last=last,
+            doubt=self._doubt(),
+            first_sight=self._first_sight(),
         )
         committed += self._finalize_if_paused(now)
         if not self.ended:
@@ -253,7 +259,7 @@ class OnlineStream:
         """Changes that need no decoding: a pause after covered speech, or the end of audio."""
         if self.finished:
             return None
-        if self._agreement.pending and self._pause_covered():
+        if self._finalizes():
             committed = self._finalize(now)
             return self._update(committed, now)
         if self.ended and not self.wants_decode():
@@ -306,9 +312,17 @@ class OnlineStream:
         return pause is not None and self._processed_end >= pause + PAUSE_MARGIN_S
 
     def _finalize_if_paused(self, now: float) -> list[CommittedWord]:
-        if self._agreement.pending and self._pause_covered():
-            return self._finalize(now)
-        return []
+        return self._finalize(now) if self._finalizes() else []
+
+    def _finalizes(self) -> bool:
+        """Has speech paused after what was decoded, with words tentative or speech that the
+        last decode stopped short of? (A decode heard nothing after "letters of" though the
+        last one heard "more generous."; with nothing tentative the pause must still decode
+        that speech again.)"""
+        if not self._pause_covered():
+            return False
+        pause = self._pause()
+        return bool(self._agreement.pending) or (pause is not None and self._stopped_before(pause))
 
     def _first_doubtful_pending(self) -> Word | None:
         """The first doubtful tentative word, while the rule holds (no long pause yet, not
@@ -325,6 +339,16 @@ class OnlineStream:
             return None
         limit = self._context_limit(self.options.doubtful_right_context_s)
         return Doubt(self.options.doubtful_below, limit)
+
+    def _first_sight(self) -> FirstSight | None:
+        """The confident-word rule as it stands now, None when it is off (or translating:
+        a translation's words come in the order of the whole sentence)."""
+        if not self.options.confident_above or self._task() != "transcribe":
+            return None
+        limit = self._context_limit(self.options.confident_right_context_s)
+        if limit is None:
+            return None
+        return FirstSight(self.options.confident_above, limit)
 
     def _context_limit(self, context: float | None = None) -> float | None:
         """The latest word end that has `context` (default `right_context_s`) of speech after
