@@ -84,6 +84,24 @@ def test_no_word_commits_on_first_sight_while_the_hypothesis_revises_a_tentative
     assert texts(committed) == "brawn fox jumps"  # all agreed, then "jumps" on first sight
 
 
+def test_an_all_but_unheard_word_inside_the_last_committed_word_is_a_fragment_of_it():
+    agreement = LocalAgreement()
+    said = [Word(" spiky", 4.02, 4.56), Word(" projections", 4.56, 5.04)]
+    agreement.insert(said, 4.0, now=5.5)
+    agreement.insert(said, 4.0, now=6.0)  # committed
+    tail = Word(" actions", 4.985, 5.445, probability=0.018)  # the window starts at 4.985
+    after = [tail, Word(" and", 5.385, 6.185, 0.344), Word(" by", 6.185, 6.425, 0.86)]
+    agreement.insert(after, 4.985, now=7.0)
+    assert texts(agreement.insert(after, 4.985, now=7.5)) == "and by"
+    # a word that only its aligned start puts inside the committed one, heard surely, stays
+    agreement = LocalAgreement()
+    agreement.insert(said, 4.0, now=5.5)
+    agreement.insert(said, 4.0, now=6.0)
+    sure = [replace(tail, probability=0.6), *after[1:]]
+    agreement.insert(sure, 4.985, now=7.0)
+    assert texts(agreement.insert(sure, 4.985, now=7.5)) == "actions and by"
+
+
 def test_rehearing_committed_words_inside_the_window_does_not_duplicate_them():
     agreement = LocalAgreement()
     agreement.insert(words("one two three four"), 0.0, now=1.0)
