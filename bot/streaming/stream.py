@@ -150,7 +150,7 @@ class OnlineStream:
         if not self._has_speech(
             max(self._processed_end - 0.3, self._buffer_start), self.received_end
         ):
-            return bool(self._agreement.pending) and not self._pause_covered()
+            return bool(self._agreement.pending) and self._covered_pause() is None
         if self.ended:
             return True
         return self.received_end - self._processed_end >= self.options.min_step_s
@@ -307,9 +307,12 @@ class OnlineStream:
     def _silence_s(self) -> float:
         return self._detector.silence_at_end() if self._detector is not None else float("inf")
 
-    def _pause_covered(self) -> bool:
+    def _covered_pause(self) -> float | None:
+        """Where the current pause started, if what was decoded reaches past it."""
         pause = self._pause()
-        return pause is not None and self._processed_end >= pause + PAUSE_MARGIN_S
+        if pause is None or self._processed_end < pause + PAUSE_MARGIN_S:
+            return None
+        return pause
 
     def _finalize_if_paused(self, now: float) -> list[CommittedWord]:
         return self._finalize(now) if self._finalizes() else []
@@ -319,10 +322,10 @@ class OnlineStream:
         last decode stopped short of? (A decode heard nothing after "letters of" though the
         last one heard "more generous."; with nothing tentative the pause must still decode
         that speech again.)"""
-        if not self._pause_covered():
+        pause = self._covered_pause()
+        if pause is None:
             return False
-        pause = self._pause()
-        return bool(self._agreement.pending) or (pause is not None and self._stopped_before(pause))
+        return bool(self._agreement.pending) or self._stopped_before(pause)
 
     def _first_doubtful_pending(self) -> Word | None:
         """The first doubtful tentative word, while the rule holds (no long pause yet, not
