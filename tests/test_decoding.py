@@ -13,6 +13,7 @@ from bot.asr.decoding import (
     compression_ratio,
     cut_word_loops,
     decode_with_fallback,
+    is_anomaly,
     is_silence,
     needs_fallback,
     prompt_tokens,
@@ -128,6 +129,27 @@ def test_a_loop_inside_a_word_is_written_once_but_numbers_and_words_are_kept() -
     ordinary = words("Mississippi 100000 people said hahaha bookkeeper")
     assert cut_word_loops(ordinary) == ordinary
     assert settle_words(ordinary, decoded(), OPTIONS) == (ordinary, True)
+
+
+def test_an_improbable_decode_of_words_the_model_did_not_hear_is_not_shown() -> None:
+    unheard = (
+        Word(" The", 0.0, 0.38, 0.005),
+        Word(" hospital", 0.38, 0.38, 0.0),
+        Word(" has", 0.38, 0.72, 0.054),
+    )
+    assert is_anomaly(unheard)
+    assert settle_words(unheard, decoded(avg_logprob=-1.2), OPTIONS) == ((), False)
+    # A sample that passed where the greedy decode failed is no better heard.
+    assert settle_words(unheard, decoded(temperature=0.4), OPTIONS) == ((), False)
+    # A greedy decode that passes keeps them (the next window or a pause decides), and an
+    # improbable decode keeps the words the model heard.
+    assert settle_words(unheard, decoded(), OPTIONS)[0] == unheard
+    heard = words("the hospital has followed protocol")
+    assert not is_anomaly(heard)
+    assert settle_words(heard, decoded(avg_logprob=-1.2), OPTIONS)[0] == heard
+    # One unsure word among sure ones is no anomaly; one unsure word alone is.
+    assert not is_anomaly((*heard, Word(" Bruce.", 9.0, 9.3, 0.05)))
+    assert is_anomaly((Word(" Bruce.", 9.0, 9.3, 0.05),))
 
 
 def test_segment_ends_hold_only_while_nothing_was_collapsed_or_retried() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from conftest import decoded_at, decoded_words_at, english_wer
 
+from bot.asr.engine import Window
 from bot.audio.decode import load_audio
 from bot.audio.samples import bundled_sample
 from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, join_words
@@ -326,6 +327,22 @@ def test_the_end_of_a_long_file_is_committed_once_without_a_loop(base_engine, lo
     assert all(w.end > w.start for w in words), words
     assert english_wer(" ".join(s["text"] for s in last), text) < 0.15, text
     assert text.count("1469") + text.lower().count("sixty-nine") == 1, text
+
+
+def test_a_breath_after_the_last_sentence_is_not_heard_as_words(base_engine, load_item):
+    """FLEURS en 005 ends in 1.4 s of breath and noise after "...infection of others.": the
+    last decode, prompted with that sentence, heard "The hospital has" (probabilities 0.005,
+    0.0 and 0.05, improbable at every temperature), and the end of the stream committed it."""
+    audio, row = load_item("fleurs_en_005")
+    sentence = "The hospital has followed protocol for infection control, including separating"
+    sentence += " the patient from others to prevent possible infection of others."
+    breath = audio[int(10.14 * SAMPLE_RATE) :]
+    (heard,) = base_engine.transcribe([Window(breath, "transcribe", "en", prompt=sentence)])
+    assert heard.words == (), heard.words
+    transcripts, _, _ = stream(base_engine, [Recording("breath", audio, "transcribe", "en")])
+    text = transcripts["breath"].text
+    assert text.rstrip().endswith("of others."), text
+    assert english_wer(row["text"], text) < 0.15, text
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,10 @@ MAX_WINDOW_S = WHISPER_WINDOW_S
 # Prompt slots for previous text, both engines (the jax decoder compiles its prefill at this
 # width plus the start sequence); Whisper itself would take up to 223.
 MAX_PROMPT_TOKENS = 64
+# openai/whisper's word anomaly score (transcribe.py, hallucination_silence_threshold).
+ANOMALOUS_PROBABILITY = 0.15
+ANOMALOUS_SHORT_S = 0.133
+ANOMALOUS_LONG_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -171,12 +175,41 @@ def _rank(decoded: Decoded, options: DecodeOptions) -> tuple[bool, bool, float]:
     )
 
 
+def word_anomaly(word: Word) -> float:
+    """How little of a word the model heard: openai/whisper's word anomaly score (1 for a
+    probability under 0.15, more for a word aligned shorter than 0.133 s or longer than 2 s)."""
+    duration = word.end - word.start
+    score = 1.0 if word.probability < ANOMALOUS_PROBABILITY else 0.0
+    if duration < ANOMALOUS_SHORT_S:
+        score += (ANOMALOUS_SHORT_S - duration) * 15
+    if duration > ANOMALOUS_LONG_S:
+        score += duration - ANOMALOUS_LONG_S
+    return score
+
+
+def is_anomaly(words: Sequence[Word]) -> bool:
+    """Are these words, as a whole, text the model did not hear (openai/whisper's test for a
+    hallucinated segment, on its first 8 words)?"""
+    spoken = [w for w in words if any(c.isalnum() for c in w.text)][:8]
+    if not spoken:
+        return False
+    score = sum(word_anomaly(w) for w in spoken)
+    return score >= 3 or score + 0.01 >= len(spoken)
+
+
 def settle_words(
     words: tuple[Word, ...], decoded: Decoded, options: DecodeOptions
 ) -> tuple[tuple[Word, ...], bool]:
     """The words to report for a decode, and whether its segment ends still hold: none for
-    silence; loops collapsed (harder after a failed fallback, whose text is suspect anyway)."""
+    silence, nor for a decode that needed a fallback (its greedy decode was improbable or
+    looped) whose words are an anomaly: a breath after FLEURS' "...infection of others.",
+    prompted with that sentence, was heard as "The hospital has" (probabilities 0.005 / 0.0
+    / 0.05) at every temperature, or kept from a sample, and the end of the stream committed
+    it. Loops are collapsed (harder after a failed fallback, whose text is suspect anyway)."""
     if is_silence(decoded, options):
+        return (), False
+    fell_back = decoded.temperature > 0 or needs_fallback(decoded, options)
+    if fell_back and is_anomaly(words):
         return (), False
     unlooped = cut_word_loops(words)
     if needs_fallback(decoded, options):
