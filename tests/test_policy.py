@@ -545,6 +545,27 @@ def test_a_doubtful_word_commits_once_enough_speech_follows_it(jfk):
     assert waited[" fellow"] >= 4.3, waited
 
 
+def test_a_doubtful_word_commits_only_if_both_agreeing_hypotheses_heard_speech_after_it(jfk):
+    """Two hypotheses a second apart agree on an unsure "could" for "can" (6.35-6.55 s): the
+    later one heard a second of speech after it, the earlier one 0.45 s. Base heard
+    LJ001-0123's first second as "This is all court." ("court." 0.27, 0.22 s before the
+    window's end), the next window agreed, and only the one after it heard "awkward": the
+    earlier hypothesis too must have heard half of `doubtful_right_context_s` after it."""
+
+    def unsure_can(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(JFK_WORDS)(start, end, n)
+        if end >= 8.5:
+            return heard
+        return [Word(" could", w.start, w.end, 0.3) if w.text == " can" else w for w in heard]
+
+    engine = ScriptedEngine.of(a=(jfk, unsure_can))
+    captions, _ = play(engine, StreamingOptions(doubtful_below=0.5), step_s=1.0)
+    assert captions.text() == JFK_TEXT, captions.text()
+    # Without the rule the hypotheses ending at 7 and 8 s commit "could".
+    plain, _ = play(engine, StreamingOptions(doubtful_below=0.0), step_s=1.0)
+    assert "country could do" in plain.text(), plain.text()
+
+
 # Buffers trimmed from 10 s and capped at 15 s (the default is 5 / 8): the whole of JFK fits.
 LONG_BUFFER = StreamingOptions(trim_after_s=10.0, max_buffer_s=15.0)
 

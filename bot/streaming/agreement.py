@@ -37,17 +37,23 @@ class Doubt:
 
     below: float
     until: float | None = None
+    heard_until: float | None = None
+    """The latest word end this hypothesis heard enough after for it to count as the
+    earlier of two agreeing ones (a shorter context than `until`'s)."""
 
     def doubtful(self, word: Word) -> bool:
         return word.probability < self.below
 
-    def holds_back(self, word: Word, before: Word) -> bool:
-        """Is `word`, agreeing with `before`, doubtful in either and short of `until`?"""
-        return (
-            self.until is not None
-            and (self.doubtful(word) or self.doubtful(before))
-            and word.end > self.until
-        )
+    def holds_back(self, word: Word, before: PendingWord) -> bool:
+        """Is `word`, agreeing with `before`, doubtful in either and short of `until`, or was
+        `before` short of the `heard_until` of the hypothesis that heard it? Both hypotheses
+        must have heard something of what follows a doubtful word: base heard LJ001-0123's
+        first second as "This is all court." ("court." 0.27, 0.22 s before the window's end),
+        the next window agreed, and the one after it heard "awkward"."""
+        if self.until is None or not (self.doubtful(word) or self.doubtful(before.word)):
+            return False
+        short_before = before.doubt_until is not None and before.word.end > before.doubt_until
+        return word.end > self.until or short_before
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,8 @@ class PendingWord:
     first_seen_s: float
     window_start: float = 0.0
     """Where the window that heard this form began (more left context: a truer case)."""
+    doubt_until: float | None = None
+    """The `Doubt.heard_until` of the hypothesis that heard it (None: the rule was off)."""
 
 
 class LocalAgreement:
@@ -128,7 +136,7 @@ class LocalAgreement:
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
             and (until is None or new[count].end <= until)
-            and not (doubt and doubt.holds_back(new[count], self.pending[count].word))
+            and not (doubt and doubt.holds_back(new[count], self.pending[count]))
         ):
             count += 1
         if first_sight is not None and count == len(self.pending):
@@ -149,7 +157,12 @@ class LocalAgreement:
             for i, word in enumerate(new[:count])
         ]
         self.pending = [
-            PendingWord(word, self._first_seen(word, count + j, now), window_start)
+            PendingWord(
+                word,
+                self._first_seen(word, count + j, now),
+                window_start,
+                doubt.heard_until if doubt else None,
+            )
             for j, word in enumerate(new[count:])
         ]
         return committed

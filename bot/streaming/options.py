@@ -34,8 +34,9 @@ class StreamingOptions:
     """Silence after which every pending word is committed, right context or not."""
     doubtful_below: float = 0.5
     """A word whose probability in either agreeing hypothesis is under this is doubtful: it
-    commits by agreement only with `doubtful_right_context_s` of speech after it (or at a
-    pause). Whisper's misheard words are mostly unsure ones ("asked" 0.36 before "not")."""
+    commits by agreement only once the later hypothesis heard `doubtful_right_context_s` of
+    speech after it and the earlier one half of that (or at a pause). Whisper's misheard
+    words are mostly unsure ones ("asked" 0.36 before "not")."""
     doubtful_right_context_s: float = 1.0
     confident_above: float = 0.0
     """Transcribing, a word this probable commits the first time it is heard, once

@@ -34,6 +34,9 @@ MIN_WORD_S = 0.02
 """Words this short, two or more in a row or one at the end of a hypothesis, are text the
 aligner found no audio for (Whisper echoing its prompt, or writing past the end: the
 end-of-stream loop "1469. 1469-1470. 1469-1470." had zero-length words): not speech."""
+# The earlier of two hypotheses agreeing on a doubtful word must have heard this share of
+# `doubtful_right_context_s` after it; the later one all of it.
+EARLIER_CONTEXT_SHARE = 0.5
 # The last decode stopped early when the VAD hears speech this long after its last word.
 STOPPED_EARLY_S = 0.5
 MARKS = ".,;:?!。，？！、"
@@ -340,8 +343,10 @@ class OnlineStream:
         """The doubtful-word rule as it stands now, None when it is off."""
         if not self.options.doubtful_below:
             return None
-        limit = self._context_limit(self.options.doubtful_right_context_s)
-        return Doubt(self.options.doubtful_below, limit)
+        context = self.options.doubtful_right_context_s
+        limit = self._context_limit(context)
+        heard = self._context_limit(context * EARLIER_CONTEXT_SHARE)
+        return Doubt(self.options.doubtful_below, limit, heard)
 
     def _first_sight(self) -> FirstSight | None:
         """The confident-word rule as it stands now, None when it is off (or translating:
