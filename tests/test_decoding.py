@@ -139,6 +139,8 @@ def test_an_improbable_decode_of_words_the_model_did_not_hear_is_not_shown() -> 
     )
     assert is_anomaly(unheard)
     assert settle_words(unheard, decoded(avg_logprob=-1.2), OPTIONS) == ((), False)
+    # A translation's words are not the audio's: their times and probabilities say little.
+    assert settle_words(unheard, decoded(avg_logprob=-1.2), OPTIONS, "translate")[0] == unheard
     # A sample that passed where the greedy decode failed is no better heard.
     assert settle_words(unheard, decoded(temperature=0.4), OPTIONS) == ((), False)
     # A greedy decode that passes keeps them (the next window or a pause decides), and an

@@ -174,8 +174,10 @@ class CTranslate2Engine:
         )
         words_per_row = self._align(model, encoder_output, tokenizers, decoded, lengths)
         return [
-            hypothesis(words, segment_ends, language, result, self.options)
-            for language, result, (words, segment_ends) in zip(languages, decoded, words_per_row)
+            hypothesis(words, segment_ends, language, result, self.options, window.task)
+            for window, language, result, (words, segment_ends) in zip(
+                windows, languages, decoded, words_per_row
+            )
         ]
 
     def transcribe_offline(

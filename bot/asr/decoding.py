@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, TypeVar
 
-from bot.asr.engine import Hypothesis
+from bot.asr.engine import Hypothesis, Task
 from bot.errors import ConfigError
 from bot.messages import MIN_CONTEXT_S, WHISPER_WINDOW_S, Word
 
@@ -198,18 +198,21 @@ def is_anomaly(words: Sequence[Word]) -> bool:
 
 
 def settle_words(
-    words: tuple[Word, ...], decoded: Decoded, options: DecodeOptions
+    words: tuple[Word, ...], decoded: Decoded, options: DecodeOptions, task: Task = "transcribe"
 ) -> tuple[tuple[Word, ...], bool]:
     """The words to report for a decode, and whether its segment ends still hold: none for
     silence, nor for a decode that needed a fallback (its greedy decode was improbable or
     looped) whose words are an anomaly: a breath after FLEURS' "...infection of others.",
     prompted with that sentence, was heard as "The hospital has" (probabilities 0.005 / 0.0
     / 0.05) at every temperature, or kept from a sample, and the end of the stream committed
-    it. Loops are collapsed (harder after a failed fallback, whose text is suspect anyway)."""
+    it. Transcribing only: a translation's words are not the audio's, so their alignment and
+    probabilities say little of what was heard (26 FLEURS items translated, most windows
+    improbable at every temperature: fleurs_de_002 lost all its text). Loops are collapsed
+    (harder after a failed fallback, whose text is suspect anyway)."""
     if is_silence(decoded, options):
         return (), False
     fell_back = decoded.temperature > 0 or needs_fallback(decoded, options)
-    if fell_back and is_anomaly(words):
+    if task == "transcribe" and fell_back and is_anomaly(words):
         return (), False
     unlooped = cut_word_loops(words)
     if needs_fallback(decoded, options):
@@ -224,10 +227,11 @@ def hypothesis(
     language: tuple[str, float],
     decoded: Decoded,
     options: DecodeOptions,
+    task: Task,
 ) -> Hypothesis:
     """What a window's decode is reported as: its settled words (`settle_words`), the
     segment ends while they hold, the language with its probability, and the scores."""
-    shown, segments_hold = settle_words(words, decoded, options)
+    shown, segments_hold = settle_words(words, decoded, options, task)
     return Hypothesis(
         words=shown,
         language=language[0],

@@ -243,7 +243,9 @@ class JaxEngine:
             words: tuple[Word, ...] = ()
             if result.tokens and not is_silence(result, self.options):
                 words = self._words(tokenizers[row], result, lengths[row] / SAMPLE_RATE)
-            hypotheses.append(hypothesis(words, (), language, result, self.options))
+            hypotheses.append(
+                hypothesis(words, (), language, result, self.options, windows[row].task)
+            )
         return hypotheses
 
     def batch_sizes(self, most: int) -> tuple[int, ...]:
