@@ -149,6 +149,15 @@ def test_an_improbable_decode_of_words_the_model_did_not_hear_is_not_shown() -> 
     heard = words("the hospital has followed protocol")
     assert not is_anomaly(heard)
     assert settle_words(heard, decoded(avg_logprob=-1.2), OPTIONS)[0] == heard
+    # A loop's copies have no length, and its first copy was heard (tiny.en, "seven of clubs").
+    looped = (
+        Word(" 7", 0.0, 0.44, 0.59),
+        Word(" of", 0.44, 0.72, 0.71),
+        Word(" clubs,", 0.72, 0.88, 0.76),
+        *(Word(w, 0.88, 0.88, 0.9) for w in (" 7", " of", " clubs,") * 2),
+    )
+    assert is_anomaly(looped)
+    assert joined(settle_words(looped, decoded(temperature=0.8), OPTIONS)[0]) == "7 of clubs,"
     # One unsure word among sure ones is no anomaly; one unsure word alone is.
     assert not is_anomaly((*heard, Word(" Bruce.", 9.0, 9.3, 0.05)))
     assert is_anomaly((Word(" Bruce.", 9.0, 9.3, 0.05),))
