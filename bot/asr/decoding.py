@@ -211,15 +211,16 @@ def settle_words(
     (harder after a failed fallback, whose text is suspect anyway)."""
     if is_silence(decoded, options):
         return (), False
+    failed = needs_fallback(decoded, options)
     unlooped = cut_word_loops(words)
-    if needs_fallback(decoded, options):
+    if failed:
         shown, holds = collapse_repetitions(unlooped), False
     else:
         shown = collapse_repetitions(unlooped, times=2, min_words=3)
         holds = unlooped == words and len(shown) == len(words)
     # After the loop is collapsed: a loop's copies are aligned to no time ("7 of clubs," three
     # times over 1.5 s of tiny.en), and the first copy was heard.
-    fell_back = decoded.temperature > 0 or needs_fallback(decoded, options)
+    fell_back = failed or decoded.temperature > 0
     if task == "transcribe" and fell_back and is_anomaly(shown):
         return (), False
     return shown, holds

@@ -130,21 +130,21 @@ class LocalAgreement:
             if found:
                 heard = self._with_pending_through(found, heard)
         new = self._without_repeats(heard)
+
+        def in_time(word: Word) -> bool:
+            return until is None or word.end <= until
+
         count = 0
         while (
             count < len(new)
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
-            and (until is None or new[count].end <= until)
+            and in_time(new[count])
             and not (doubt and doubt.holds_back(new[count], self.pending[count]))
         ):
             count += 1
         if first_sight is not None and count == len(self.pending):
-            while (
-                count < len(new)
-                and first_sight.commits(new[count])
-                and (until is None or new[count].end <= until)
-            ):
+            while count < len(new) and first_sight.commits(new[count]) and in_time(new[count]):
                 count += 1
         committed = [
             self._commit(
