@@ -325,7 +325,9 @@ def test_the_end_of_a_long_file_is_committed_once_without_a_loop(base_engine, lo
     heard = [normalized(w.text) for w in words if normalized(w.text)]
     assert all(a != b for a, b in zip(heard, heard[1:])), text
     assert all(w.end > w.start for w in words), words
-    assert english_wer(" ".join(s["text"] for s in last), text) < 0.15, text
+    # 0.14 (names); 0.17 on a CPU with AVX512-VNNI, whose int8 arithmetic differs: two
+    # windows with 2.5 s after it heard "to place" for "took place".
+    assert english_wer(" ".join(s["text"] for s in last), text) < 0.2, text
     assert text.count("1469") + text.lower().count("sixty-nine") == 1, text
 
 
@@ -440,8 +442,9 @@ def test_a_stream_resumed_with_a_burst_of_held_audio_loses_and_repeats_no_words(
     after = decoded_words_at(tiny_engine, audio, moments, start_s=start_s, history=tuple(before))
     text = normalized_words(join_words(before + after))
     assert "to letters of more generous design" in text, text
-    # tiny.en itself sometimes hears "And so am I fellow Americans" from a cut at "Britain."
-    assert "fellow americans ask not what your country" in text, text
+    # tiny.en itself sometimes hears "And so am I fellow Americans" from a cut at "Britain.",
+    # and on a CPU with AVX512-VNNI (other int8 arithmetic) "asked not" with 2 s heard after it.
+    assert "fellow americans" in text and "not what your country" in text, text
     assert text.count("justice") == 1, text
     assert english_wer(reference, text) < 0.1, text
 
