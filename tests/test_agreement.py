@@ -264,3 +264,28 @@ def test_a_hypothesis_places_itself_only_if_it_rehears_the_committed_words_in_it
     lost = [Word(" for", 7.68, 9.08), Word(" your", 9.08, 10.08), Word(" country.", 10.08, 10.46)]
     assert not agreement.places(lost, cut)
     assert agreement.places(words("Ask what", 8.0), 8.0)  # nothing committed inside it
+
+
+def test_an_unsure_word_right_after_the_last_committed_word_that_echoes_its_end_is_a_fragment():
+    """A real-time run (rounds of 0.3 s) committed "transparent" aligned to end 0.4 s early;
+    the next window heard its tail as "parent." (0.24) right after it, and "manufacture" was
+    followed by "factor" (0.27) the same way."""
+    agreement = LocalAgreement()
+    said = [Word(" being", 195.184, 195.604, 0.997), Word(" transparent", 195.584, 196.144, 0.994)]
+    agreement.insert(said, 194.0, now=196.7)
+    agreement.insert(said, 194.0, now=197.1)  # committed
+    after = [
+        Word(" parent.", 196.169, 196.549, 0.241),
+        Word(" The", 196.989, 197.389, 0.987),
+        Word(" paper", 197.389, 197.789, 0.99),
+    ]
+    agreement.insert(after, 196.15, now=198.0)
+    assert texts(agreement.insert(after, 196.15, now=198.4)) == "The paper"
+    # the same word heard surely, or a word that does not echo the committed one, stays
+    for first in (replace(after[0], probability=0.9), replace(after[0], text=" present.")):
+        agreement = LocalAgreement()
+        agreement.insert(said, 194.0, now=196.7)
+        agreement.insert(said, 194.0, now=197.1)
+        agreement.insert([first, *after[1:]], 196.15, now=198.0)
+        committed = agreement.insert([first, *after[1:]], 196.15, now=198.4)
+        assert texts(committed) == f"{first.text.strip()} The paper"

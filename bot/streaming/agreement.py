@@ -12,6 +12,13 @@ from bot.text import ends_sentence
 TAIL_WORDS = 40
 UNHEARD_MARGIN_S = 0.05
 FRAGMENT_BELOW = 0.1
+ECHO_FRAGMENT_BELOW = 0.5
+ECHO_FRAGMENT_GAP_S = 0.1
+ECHO_FRAGMENT_LETTERS = 4
+"""An unsure word (under `ECHO_FRAGMENT_BELOW`) that starts inside the last committed word or
+within `ECHO_FRAGMENT_GAP_S` after it and whose first `ECHO_FRAGMENT_LETTERS` letters are in
+that word past its first letter is its tail heard again: "transparent" aligned to end 0.4 s
+early, and the next window heard "parent." (0.24); "manufacture", then "factor" (0.27)."""
 UNHEARD_MATCH_WORDS = 3
 ECHO_WORDS = 4
 ECHO_WORD_S = 0.1
@@ -190,14 +197,30 @@ class LocalAgreement:
     def _after_committed(self, words: list[Word], window_start: float) -> list[Word]:
         """Drop the words of a hypothesis that re-hear already committed audio, and a
         fragment of the last committed word after them: a word Whisper is all but sure it
-        did not hear (under `FRAGMENT_BELOW`) that starts inside that word. A window cut
+        did not hear (under `FRAGMENT_BELOW`) that starts inside that word, or an unsure one
+        that echoes its end (`ECHO_FRAGMENT_BELOW`). A window cut
         just before the aligned end of "projections" heard its tail as "actions" (0.018),
         and two windows from the same cut agreed on it."""
         count, _ = self._rehearing(words, window_start)
         heard = list(words[count:])
-        if heard and heard[0].probability < FRAGMENT_BELOW and heard[0].start < self.committed_end:
+        if heard and self._is_fragment(heard[0]):
             heard = heard[1:]
         return heard
+
+    def _is_fragment(self, word: Word) -> bool:
+        """Is `word`, the first heard after the committed ones, a piece of the last of them
+        (see `FRAGMENT_BELOW` and `ECHO_FRAGMENT_BELOW`)?"""
+        if not self._tail:
+            return False
+        if word.probability < FRAGMENT_BELOW and word.start < self.committed_end:
+            return True
+        if (
+            word.probability >= ECHO_FRAGMENT_BELOW
+            or word.start > self.committed_end + ECHO_FRAGMENT_GAP_S
+        ):
+            return False
+        head = normalized(word.text)[:ECHO_FRAGMENT_LETTERS]
+        return len(head) == ECHO_FRAGMENT_LETTERS and head in normalized(self._tail[-1].text)[1:]
 
     def _rehearing(self, words: list[Word], window_start: float) -> tuple[int, bool]:
         """How many leading words of a hypothesis re-hear committed audio, and whether their
