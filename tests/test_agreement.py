@@ -270,22 +270,22 @@ def test_an_unsure_word_right_after_the_last_committed_word_that_echoes_its_end_
     """A real-time run (rounds of 0.3 s) committed "transparent" aligned to end 0.4 s early;
     the next window heard its tail as "parent." (0.24) right after it, and "manufacture" was
     followed by "factor" (0.27) the same way."""
-    agreement = LocalAgreement()
     said = [Word(" being", 195.184, 195.604, 0.997), Word(" transparent", 195.584, 196.144, 0.994)]
-    agreement.insert(said, 194.0, now=196.7)
-    agreement.insert(said, 194.0, now=197.1)  # committed
     after = [
         Word(" parent.", 196.169, 196.549, 0.241),
         Word(" The", 196.989, 197.389, 0.987),
         Word(" paper", 197.389, 197.789, 0.99),
     ]
-    agreement.insert(after, 196.15, now=198.0)
-    assert texts(agreement.insert(after, 196.15, now=198.4)) == "The paper"
-    # the same word heard surely, or a word that does not echo the committed one, stays
-    for first in (replace(after[0], probability=0.9), replace(after[0], text=" present.")):
+
+    def committed_after_transparent(first: Word) -> str:
         agreement = LocalAgreement()
         agreement.insert(said, 194.0, now=196.7)
-        agreement.insert(said, 194.0, now=197.1)
-        agreement.insert([first, *after[1:]], 196.15, now=198.0)
-        committed = agreement.insert([first, *after[1:]], 196.15, now=198.4)
-        assert texts(committed) == f"{first.text.strip()} The paper"
+        agreement.insert(said, 194.0, now=197.1)  # committed
+        heard = [first, *after[1:]]
+        agreement.insert(heard, 196.15, now=198.0)
+        return texts(agreement.insert(heard, 196.15, now=198.4))
+
+    assert committed_after_transparent(after[0]) == "The paper"
+    # the same word heard surely, or a word that does not echo the committed one, stays
+    for first in (replace(after[0], probability=0.9), replace(after[0], text=" present.")):
+        assert committed_after_transparent(first) == f"{first.text.strip()} The paper"
