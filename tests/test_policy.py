@@ -716,6 +716,67 @@ def test_the_words_of_the_last_decode_are_not_cut_away_with_the_buffer(jfk):
     assert text.endswith("for you. Ask what you can do for your country."), text
 
 
+def ends_with(words: list[Word], ending: list[Word], total_s: float) -> Hearing:
+    """`words` as heard; the decode of the stream's end also hears `ending` (none before it)."""
+
+    def hear(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(words)(start, end, n)
+        return heard + ending if end >= total_s - 0.01 else heard
+
+    return hear
+
+
+SENTENCE = spoken("Always begin with a capital letter.", 0.2)  # said by 2.5 s
+
+
+@pytest.mark.parametrize(
+    ("ending", "task", "kept"),
+    [
+        # FLEURS en 001 in real time: "...in the middle of a sentence. Let's go." (0.53, 0.37).
+        ([Word(" Let's", 2.72, 2.9, 0.525), Word(" go.", 2.9, 3.08, 0.368)], "transcribe", False),
+        # FLEURS en 005: "...of others. The hospital has ive." at temperature 0.
+        (
+            [
+                Word(" The", 2.7, 2.86, 0.006),
+                Word(" hospital", 2.86, 2.86, 0.0),
+                Word(" has", 2.86, 2.98, 0.063),
+                Word(" ive.", 3.0, 3.04, 0.023),
+            ],
+            "transcribe",
+            False,
+        ),
+        # Controls: a new sentence the model is sure of; unsure words read as a translation.
+        ([Word(" See", 2.72, 2.9, 0.97), Word(" you.", 2.9, 3.08, 0.91)], "transcribe", True),
+        ([Word(" Let's", 2.72, 2.9, 0.525), Word(" go.", 2.9, 3.08, 0.368)], "translate", True),
+    ],
+    ids=["unsure-new-sentence", "anomaly-at-temperature-0", "sure", "translating"],
+)
+def test_a_sentence_only_the_last_decode_heard_commits_only_if_the_model_heard_it(
+    ending, task, kept
+):
+    """The end of a stream has no second decode to agree with, and Whisper prompted with a
+    finished sentence reads a closing breath as a plausible next one."""
+    engine = ScriptedEngine.of(a=(noise(3.5), ends_with(SENTENCE, ending, 3.5)))
+    captions, transcriber = play(engine, task=task, language="de" if task == "translate" else "en")
+    said = "Always begin with a capital letter."
+    assert captions.text() == (said + "".join(w.text for w in ending) if kept else said)
+    assert transcriber.stats("a").unheard_endings == (0 if kept else 1)
+
+
+def test_an_improbable_word_only_the_last_decode_heard_is_dropped_mid_sentence_too():
+    """The anomaly test (openai/whisper's, on the words after all earlier decodes heard) does
+    not need a sentence end before them; an unsure word that continues the sentence stays."""
+    words = spoken("We will meet in", 0.2)  # said by 1.8 s
+    for ending, kept in [
+        ([Word(" the", 2.0, 2.02, 0.05), Word(" ive", 2.02, 2.04, 0.02)], False),
+        ([Word(" Lisbon.", 2.0, 2.6, 0.22)], True),
+    ]:
+        engine = ScriptedEngine.of(a=(noise(3.0), ends_with(words, ending, 3.0)))
+        captions, _ = play(engine)
+        expected = "We will meet in" + ("".join(w.text for w in ending) if kept else "")
+        assert captions.text() == expected, ending
+
+
 def test_words_of_no_length_at_the_end_of_a_hypothesis_are_not_speech():
     said = spoken("We will meet again", 0.2)
 

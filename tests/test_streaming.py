@@ -347,6 +347,24 @@ def test_a_breath_after_the_last_sentence_is_not_heard_as_words(base_engine, loa
     assert english_wer(row["text"], text) < 0.15, text
 
 
+# Moments near those of a real-time run with 0.4 s rounds (base, 2 cores) at which base's last
+# decode of FLEURS en 005, from a cut at "others.", hears "The hospital" (0.004, 0.00006) at
+# temperature 0 in the closing breath; the run committed "...of others. The hospital has ive."
+FLEURS_EN_005_DECODES_S = (
+    *(1.452, 1.672, 2.317, 2.447, 3.24, 3.455, 3.679, 4.149, 4.618, 4.968, 5.406, 5.853),
+    *(6.457, 6.8, 7.323, 7.586, 8.06, 8.624, 9.081, 9.161, 9.648, 10.135, 10.548),
+)
+
+
+def test_the_last_decode_commits_no_sentence_it_did_not_hear(base_engine, load_item):
+    audio, row = load_item("fleurs_en_005")
+    options = StreamingOptions(min_step_s=0.4)
+    words = decoded_words_at(base_engine, audio, FLEURS_EN_005_DECODES_S, options)
+    text = join_words(words)
+    assert text.endswith("of others."), text
+    assert english_wer(row["text"], text) < 0.15, text
+
+
 @pytest.mark.parametrize(
     "decode_at_s",
     [
