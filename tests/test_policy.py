@@ -763,6 +763,22 @@ def test_a_sentence_only_the_last_decode_heard_commits_only_if_the_model_heard_i
     assert transcriber.stats("a").unheard_endings == (0 if kept else 1)
 
 
+def test_an_unheard_sentence_left_tentative_before_the_end_is_not_committed_by_it():
+    """A real-time run of FLEURS en 005: the decode before the end heard "The hospital"
+    (0.006, 0.0) in the closing breath; the last one heard nothing there, and the end
+    committed what was left tentative: "...of others. The"."""
+    ending = [Word(" The", 2.7, 3.26, 0.006), Word(" hospital", 3.26, 3.3, 0.0)]
+
+    def hear(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(SENTENCE)(start, end, n)
+        return heard + ending if 3.4 <= end < 3.79 else heard
+
+    captions, transcriber = play(ScriptedEngine.of(a=(noise(3.8), hear)))
+    assert captions.screens()[-2][1].strip() == "The hospital"  # tentative, as in the run
+    assert captions.text() == "Always begin with a capital letter."
+    assert transcriber.stats("a").unheard_endings == 1
+
+
 def test_an_improbable_word_only_the_last_decode_heard_is_dropped_mid_sentence_too():
     """The anomaly test (openai/whisper's, on the words after all earlier decodes heard) does
     not need a sentence end before them; an unsure word that continues the sentence stays."""

@@ -19,6 +19,12 @@ ECHO_FRAGMENT_LETTERS = 4
 within `ECHO_FRAGMENT_GAP_S` after it and whose first `ECHO_FRAGMENT_LETTERS` letters are in
 that word past its first letter is its tail heard again: "transparent" aligned to end 0.4 s
 early, and the next window heard "parent." (0.24); "manufacture", then "factor" (0.27)."""
+SAID_AGAIN_PAUSE_S = 0.3
+"""A phrase repeated back to back is Whisper's doubling ("books not not primarily", "1469-1470.
+1469-1470." aligned to no time), unless it begins a new sentence this long or more after the
+one it repeats ended, every word of it sure and at the pace of speech: the long file says
+"...driven off the paper. The paper on which the printing is to be done...", and every
+streaming run dropped the second "The paper"."""
 UNHEARD_MATCH_WORDS = 3
 ECHO_WORDS = 4
 ECHO_WORD_S = 0.1
@@ -126,8 +132,9 @@ class LocalAgreement:
         at "for", heard only "for your country." after "ask what you can do" was tentative).
         """
         heard = self._after_committed(words, window_start)
+        unheard = 0
         if last:
-            heard = self._with_unheard_pending(heard)
+            heard, unheard = self._with_unheard_pending(heard)
         elif self.pending and window_start > self.pending[0].window_start:
             # The buffer was cut since the tentative words were heard, and a window from a cut
             # may skip the words at its head (a stream resumed after "justice." heard "It is
@@ -143,7 +150,8 @@ class LocalAgreement:
 
         count = 0
         while (
-            count < len(new)
+            not unheard  # kept, not agreed on: the end commits them, if they were heard
+            and count < len(new)
             and count < len(self.pending)
             and normalized(new[count].text) == normalized(self.pending[count].word.text)
             and in_time(new[count])
@@ -193,6 +201,15 @@ class LocalAgreement:
 
     def clear_pending(self) -> None:
         self.pending = []
+
+    def keep_pending(self, count: int) -> None:
+        """Drop the tentative words after the first `count`."""
+        self.pending = self.pending[:count]
+
+    @property
+    def last_committed(self) -> CommittedWord | None:
+        """The last committed word as heard (its closing marks included)."""
+        return self._tail[-1] if self._tail else None
 
     def _after_committed(self, words: list[Word], window_start: float) -> list[Word]:
         """Drop the words of a hypothesis that re-hear already committed audio, and a
@@ -270,8 +287,8 @@ class LocalAgreement:
                 return start
         return None
 
-    def _with_unheard_pending(self, heard: list[Word]) -> list[Word]:
-        """`heard` after the leading tentative words it left out.
+    def _with_unheard_pending(self, heard: list[Word]) -> tuple[list[Word], int]:
+        """`heard` after the leading tentative words it left out, and how many those are.
 
         Where its first words are found among the tentative ones, those before them are kept,
         and the found ones keep their tentative times (heard with more left context: a cut
@@ -279,16 +296,16 @@ class LocalAgreement:
         that end before its first word starts are kept; all of them when it heard nothing.
         """
         if not heard:
-            return [p.word for p in self.pending]
+            return [p.word for p in self.pending], len(self.pending)
         found = self._found_in_pending(heard)
         if found is not None:
-            return self._with_pending_through(found, heard)
+            return self._with_pending_through(found, heard), found
         kept = []
         for pending in self.pending:
             if pending.word.end > heard[0].start + UNHEARD_MARGIN_S:
                 break
             kept.append(pending.word)
-        return kept + heard
+        return kept + heard, len(kept)
 
     def _with_pending_through(self, found: int, heard: list[Word]) -> list[Word]:
         """The tentative words up to and including the first words of `heard`, found at
@@ -332,7 +349,11 @@ class LocalAgreement:
         while i < len(words):
             context = before + [normalized(w.text) for w in kept]
             ahead = [normalized(w.text) for w in words[i : i + len(context)]]
-            repeat = _back_to_back(context, ahead) or _echo(context, ahead, words[i:])
+            repeat = _back_to_back(context, ahead)
+            previous = kept[-1] if kept else self._tail[-1] if self._tail else None
+            if repeat and previous and _said_again(previous, words[i : i + repeat]):
+                repeat = 0
+            repeat = repeat or _echo(context, ahead, words[i:])
             if repeat:
                 i += repeat
                 continue
@@ -366,6 +387,17 @@ def _back_to_back(context: list[str], ahead: list[str]) -> int:
         if ahead[:n] == context[-n:]:
             return n
     return 0
+
+
+def _said_again(previous: Word, repeat: list[Word]) -> bool:
+    """Is `repeat`, which repeats the words up to `previous`, said again (`SAID_AGAIN_PAUSE_S`)?"""
+    return (
+        ends_sentence(previous.text)
+        and repeat[0].start - previous.end >= SAID_AGAIN_PAUSE_S
+        and all(
+            w.end - w.start >= ECHO_WORD_S and w.probability >= ECHO_FRAGMENT_BELOW for w in repeat
+        )
+    )
 
 
 def _echo(context: list[str], ahead: list[str], words: list[Word]) -> int:

@@ -41,9 +41,9 @@ EARLIER_CONTEXT_SHARE = 0.5
 # The last decode stopped early when the VAD hears speech this long after its last word.
 STOPPED_EARLY_S = 0.5
 UNHEARD_ENDING_BELOW = 0.5
-"""A sentence that only the last decode heard, begun after one it ended, is dropped when its
-words' mean probability is under this: the end of a stream has no second decode to agree or
-disagree with, and Whisper prompted with a finished sentence reads a breath or a click as a
+"""A tentative sentence that the end of a stream would commit, begun after one that ended, is
+dropped when its words' mean probability is under this: the end has no second decode to agree
+or disagree with, and Whisper prompted with a finished sentence reads a breath or a click as a
 plausible next one ("...in the middle of a sentence. Let's go.", 0.53 and 0.37, FLEURS en 001
 in real time with 0.4 s rounds). Words the end heard that speakers said read 0.9 or more,
 except lone ones (a card name, 0.22-0.56), which follow no sentence."""
@@ -63,7 +63,7 @@ class StreamStats:
     unheard_redecodes: int = 0
     """Pauses before which the last decode stopped early: the speech after it decoded again."""
     unheard_endings: int = 0
-    """Last decodes whose words after all that earlier decodes heard were dropped as unheard."""
+    """Tentative sentences dropped as unheard before the end or a pause committed them."""
 
 
 class OnlineStream:
@@ -235,8 +235,6 @@ class OnlineStream:
             # heard counts as any update, and the audio after it is decoded again.
             self._tail_from = self._processed_end = heard_end
             last = False
-        if last:
-            words = self._without_unheard_ending(words)
         self.stats.max_buffer_s = max(self.stats.max_buffer_s, window_end - window_start)
         self._learn_language(hypothesis)
         self._segment_end_times = {timed[i].end for i in hypothesis.segment_ends if i < len(timed)}
@@ -278,6 +276,7 @@ class OnlineStream:
             committed = self._finalize(now)
             return self._update(committed, now)
         if self.ended and not self.wants_decode():
+            self._drop_unheard_pending(sentences_too=True)
             committed = self._agreement.commit_pending(now)
             self.finished = True
             return self._update(committed, now, final=True)
@@ -300,32 +299,6 @@ class OnlineStream:
         return self._detector is not None and self._detector.has_speech(
             heard_end + STOPPED_EARLY_S, until
         )
-
-    def _without_unheard_ending(self, words: list[Word]) -> list[Word]:
-        """The last decode's words without those it alone heard, after everything earlier
-        decodes heard, when the model did not hear them: an anomaly at any temperature
-        (`settle_words` tests only decodes that fell back, and base wrote "The hospital has
-        ive." at temperature 0, 0.0-0.06, on FLEURS en 005's closing breath), or an unsure
-        new sentence (`UNHEARD_ENDING_BELOW`). Transcribing only, as in `settle_words`."""
-        if self._task() != "transcribe":
-            return words
-        pending = self._agreement.pending
-        heard_before = pending[-1].word.end if pending else self._agreement.committed_end
-        first = next(
-            (i for i, w in enumerate(words) if w.start >= heard_before - WORD_SPEECH_MARGIN_S),
-            len(words),
-        )
-        ending = [w for w in words[first:] if any(c.isalnum() for c in w.text)]
-        if not ending:
-            return words
-        # A decode from a cut re-hears the committed word before it, so `first` is rarely 0.
-        new_sentence = first > 0 and ends_sentence(words[first - 1].text)
-        unsure = sum(w.probability for w in ending) / len(ending) < UNHEARD_ENDING_BELOW
-        if not (is_anomaly(ending) or (new_sentence and unsure)):
-            return words
-        logger.debug("%s: the last decode's %r was not heard", self.stream_id, ending)
-        self.stats.unheard_endings += 1
-        return words[:first]
 
     def _heard_in_speech(self, words: list[Word]) -> list[Word]:
         """Drop words the VAD heard no speech under: Whisper's "Thank you." on silence or noise."""
@@ -367,6 +340,30 @@ class OnlineStream:
         if pause is None:
             return False
         return bool(self._agreement.pending) or self._stopped_before(pause)
+
+    def _drop_unheard_pending(self, sentences_too: bool) -> None:
+        """Before the end or a pause commits the tentative words, which no two decodes agreed
+        on, drop their last sentence if the model did not hear it: an anomaly (openai/whisper's
+        test, which `settle_words` applies only to decodes that fell back: base wrote "The
+        hospital has ive." at temperature 0, 0.0-0.06, on FLEURS en 005's closing breath), or,
+        at the end (`sentences_too`), an unsure new sentence (`UNHEARD_ENDING_BELOW`). A pause
+        mid-stream drops only anomalies: speech may go on after it, and a short unsure
+        sentence before one is more likely said. Transcribing only, as in `settle_words`."""
+        pending = [p.word for p in self._agreement.pending]
+        if self._task() != "transcribe" or not pending:
+            return
+        ends = [i for i, word in enumerate(pending[:-1]) if ends_sentence(word.text)]
+        first = ends[-1] + 1 if ends else 0
+        sentence = [w for w in pending[first:] if any(c.isalnum() for c in w.text)]
+        if not sentence:
+            return
+        before = pending[first - 1] if first else self._agreement.last_committed
+        new_sentence = sentences_too and before is not None and ends_sentence(before.text)
+        unsure = sum(w.probability for w in sentence) / len(sentence) < UNHEARD_ENDING_BELOW
+        if is_anomaly(sentence) or (new_sentence and unsure):
+            logger.debug("%s: %r was not heard", self.stream_id, "".join(w.text for w in sentence))
+            self.stats.unheard_endings += 1
+            self._agreement.keep_pending(first)
 
     def _first_doubtful_pending(self) -> Word | None:
         """The first doubtful tentative word, while the rule holds (no long pause yet, not
@@ -417,6 +414,7 @@ class OnlineStream:
         return sentence_end if limit is None else min(limit, sentence_end)
 
     def _finalize(self, now: float) -> list[CommittedWord]:
+        self._drop_unheard_pending(sentences_too=self.ended)
         pause = self._pause() or self._processed_end
         limit = self._context_limit()
         if limit is not None:
