@@ -14,7 +14,7 @@ BUFFER_LIMIT_S = WHISPER_WINDOW_S - 2.0
 
 @dataclass(frozen=True)
 class StreamingOptions:
-    min_step_s: float = 0.5
+    min_step_s: float = 0.4
     """Least new audio a stream needs before it is decoded again."""
     trim_after_s: float = 5.0
     """Once the buffer is longer, cut it at the last committed sentence or segment end. Every
