@@ -184,6 +184,27 @@ def test_a_phrase_said_again_as_a_new_sentence_after_a_pause_is_speech():
     assert pending(hypothesis(length=0.01)) == "off the paper. on"
 
 
+def test_a_number_heard_again_from_inside_its_committed_end_is_an_echo():
+    """Real-time runs of the long file: "1468" committed (aligned to end early at 253.22),
+    and the next windows heard ", 1868," from 253.16 and agreed on it. A number said next
+    starts after it ("1469" then "-1470"), and a different one is kept."""
+
+    def after(committed: str, end: float, heard: str, start: float) -> str:
+        said = [Word(" year", 252.0, 252.6, 0.9), Word(committed, 252.6, end, 0.98)]
+        agreement = LocalAgreement()
+        agreement.insert(said, 252.0, now=253.5)
+        agreement.insert(said, 252.0, now=254.0)
+        assert agreement.committed_end == end
+        next_words = [Word(heard, start, end + 0.7, 0.62), Word(" they", end + 1.4, end + 1.6)]
+        agreement.insert(next_words, 252.9, now=254.5)
+        return texts(p.word for p in agreement.pending)
+
+    assert after(" 1468", 253.22, ", 1868,", 253.16) == "they"
+    assert after(" 1468", 253.22, ", 1870,", 253.16) == ", 1870, they"
+    assert after(" 1468", 253.22, ", 1868,", 253.3) == ", 1868, they"
+    assert after(" 1469", 254.84, "-1470", 254.84) == "-1470 they"
+
+
 def test_four_words_already_committed_squeezed_into_no_time_are_an_echo_and_are_dropped():
     agreement = LocalAgreement()
     agreement.insert(words("what your country can do"), 0.0, now=1.0)

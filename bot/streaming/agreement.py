@@ -231,6 +231,8 @@ class LocalAgreement:
             return False
         if word.probability < FRAGMENT_BELOW and word.start < self.committed_end:
             return True
+        if _number_heard_again(self._tail[-1], word):
+            return True
         if (
             word.probability >= ECHO_FRAGMENT_BELOW
             or word.start > self.committed_end + ECHO_FRAGMENT_GAP_S
@@ -387,6 +389,21 @@ def _back_to_back(context: list[str], ahead: list[str]) -> int:
         if ahead[:n] == context[-n:]:
             return n
     return 0
+
+
+def _number_heard_again(committed: Word, word: Word) -> bool:
+    """Is `word` the committed number heard again: a number of as many digits, ending in the
+    same two, that starts before the committed one ends? A year aligned to end early is
+    re-heard by the next window with another head: "1468", then ", 1868," from 0.07 s
+    before its end; "1462", then ". 1662" (base, the long file in real time, 3 of 8 runs)."""
+    digits = "".join(c for c in word.text if c.isdigit())
+    before = "".join(c for c in committed.text if c.isdigit())
+    return (
+        word.start < committed.end
+        and len(digits) == len(before) >= 2
+        and digits[-2:] == before[-2:]
+        and not any(c.isalpha() for c in word.text)
+    )
 
 
 def _said_again(previous: Word, repeat: list[Word]) -> bool:
