@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import pytest
 
 from bot.errors import ConfigError
 from bot.messages import CaptionUpdate, CommittedWord
+from bot.outputs import caption_api
 from bot.outputs.caption_api import YouTubeCaptionSender, ZoomCaptionSender
 
 
@@ -130,6 +132,30 @@ def test_the_end_of_the_meeting_sends_an_unfinished_phrase(endpoint: Endpoint) -
     sender.submit(_update("and that is all", final=True))
     sender.close()
     assert [r["body"] for r in endpoint.accepted()] == ["and that is all"]
+
+
+def test_a_full_stop_held_for_the_next_word_ends_its_phrase_and_never_opens_a_line(
+    endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy holds a word's full stop at a pause and writes it in front of the next word
+    (". Ask"). In the phrase it closes, it ends the sentence there; once a pause sent that
+    phrase, the next caption line must not open with it (Zoom showed ". Ask what you can do")."""
+    monkeypatch.setattr(caption_api, "PHRASE_PAUSE_S", 0.2)
+    sender = ZoomCaptionSender(endpoint.url)
+    sender.submit(_update("what your country can do for you"))
+    sender.submit(CaptionUpdate("meeting", 0.0, (CommittedWord(". Ask", 0, 0, 1, 0, 0),), ()))
+    sender.submit(_update("what you can do"))
+    deadline = time.monotonic() + 5
+    while len(endpoint.accepted()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the phrase in progress goes out after the pause
+    sender.submit(CaptionUpdate("meeting", 0.0, (CommittedWord(".", 0, 0, 1, 0, 0),), ()))
+    sender.submit(_update("For your country.", final=True))
+    sender.close()
+    assert [r["body"] for r in endpoint.accepted()] == [
+        "what your country can do for you.",
+        "Ask what you can do",
+        "For your country.",
+    ]
 
 
 def test_youtube_gets_a_timestamp_line_then_the_text(endpoint: Endpoint) -> None:

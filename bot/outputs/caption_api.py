@@ -21,11 +21,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bot.messages import CaptionUpdate, CommittedWord, join_words
-from bot.text import ends_sentence
+from bot.text import closing_marks, ends_sentence
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,18 @@ class CaptionSender:
         """Take the words an update committed; returns at once."""
         with self._lock:
             for word in update.committed:
+                marks, bare = closing_marks(word.text)
+                if marks:
+                    # The marks close the word before: on it, they may end its phrase; after
+                    # a pause sent that phrase, a caption line must not open with them.
+                    if self._pending:
+                        last = self._pending[-1]
+                        self._pending[-1] = replace(last, text=last.text + marks)
+                        if ends_sentence(marks):
+                            self._enqueue_pending()
+                    if not bare.strip():
+                        continue
+                    word = replace(word, text=bare)
                 if not self._pending:
                     self._pending_since = time.monotonic()
                 self._pending.append(word)

@@ -19,12 +19,11 @@ from typing import Any
 
 from bot.messages import CommittedWord, join_words
 from bot.outputs.transcript import Transcript
-from bot.text import CLOSERS, SENTENCE_ENDS, ends_sentence
+from bot.text import closing_marks, ends_sentence
 
 logger = logging.getLogger(__name__)
 
 MIN_CUE_DURATION_S = 0.3
-LEADING_MARKS = "".join(SENTENCE_ENDS) + ",;:" + CLOSERS
 PARAGRAPH_GAP_S = 2.0
 
 
@@ -103,9 +102,8 @@ def _marks_on_the_word_they_close(words: Sequence[CommittedWord]) -> list[Commit
     lone "." at the end) moved back onto the word they close, so cues split at sentence ends."""
     attached: list[CommittedWord] = []
     for w in words:
-        bare = w.text.lstrip(LEADING_MARKS)
-        marks = w.text[: len(w.text) - len(bare)]
-        if attached and marks and (not bare or bare[0].isspace()):
+        marks, bare = closing_marks(w.text)
+        if attached and marks:
             attached[-1] = replace(attached[-1], text=attached[-1].text + marks)
             if not bare.strip():
                 continue
