@@ -187,10 +187,15 @@ def word_anomaly(word: Word) -> float:
     return score
 
 
+def spoken_words(words: Sequence[Word]) -> list[Word]:
+    """The words that say something (not a lone punctuation mark)."""
+    return [w for w in words if any(c.isalnum() for c in w.text)]
+
+
 def is_anomaly(words: Sequence[Word]) -> bool:
     """Are these words, as a whole, text the model did not hear (openai/whisper's test for a
     hallucinated segment, on its first 8 words)?"""
-    spoken = [w for w in words if any(c.isalnum() for c in w.text)][:8]
+    spoken = spoken_words(words)[:8]
     if not spoken:
         return False
     score = sum(word_anomaly(w) for w in spoken)

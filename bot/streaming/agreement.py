@@ -199,9 +199,6 @@ class LocalAgreement:
             self.pending = [p for p in self.pending if p.word.start < before_start]
         return committed
 
-    def clear_pending(self) -> None:
-        self.pending = []
-
     def keep_pending(self, count: int) -> None:
         """Drop the tentative words after the first `count`."""
         self.pending = self.pending[:count]
@@ -352,8 +349,8 @@ class LocalAgreement:
             context = before + [normalized(w.text) for w in kept]
             ahead = [normalized(w.text) for w in words[i : i + len(context)]]
             repeat = _back_to_back(context, ahead)
-            previous = kept[-1] if kept else self._tail[-1] if self._tail else None
-            if repeat and previous and _said_again(previous, words[i : i + repeat]):
+            # A repeat has a word before it: the last kept one, else the last committed one.
+            if repeat and _said_again((kept or self._tail)[-1], words[i : i + repeat]):
                 repeat = 0
             repeat = repeat or _echo(context, ahead, words[i:])
             if repeat:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bot.asr.decoding import is_anomaly
+from bot.asr.decoding import is_anomaly, spoken_words
 from bot.asr.engine import Hypothesis, Task, Window
 from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, Word
 from bot.streaming.agreement import Doubt, FirstSight, LocalAgreement, normalized
@@ -354,7 +354,7 @@ class OnlineStream:
             return
         ends = [i for i, word in enumerate(pending[:-1]) if ends_sentence(word.text)]
         first = ends[-1] + 1 if ends else 0
-        sentence = [w for w in pending[first:] if any(c.isalnum() for c in w.text)]
+        sentence = spoken_words(pending[first:])
         if not sentence:
             return
         before = pending[first - 1] if first else self._agreement.last_committed
@@ -585,7 +585,7 @@ class OnlineStream:
         if self._detector is not None:
             self._detector.forget_before(self._buffer_start - 1.0)
         if self._agreement.pending and self._agreement.pending[0].word.start < self._buffer_start:
-            self._agreement.clear_pending()
+            self._agreement.keep_pending(0)
 
     def _skip_silence(self) -> None:
         """Drop silence the engine never needs to hear (keeping a short pre-roll)."""
