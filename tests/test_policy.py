@@ -793,6 +793,43 @@ def test_an_improbable_word_only_the_last_decode_heard_is_dropped_mid_sentence_t
         assert captions.text() == expected, ending
 
 
+@pytest.mark.parametrize(
+    ("ending", "audio_s", "kept"),
+    [
+        # FLEURS en 001 in real time: "...in the middle of a sentence. Let's go." (0.53, 0.37)
+        # in the closing breath, heard by one decode; the pause after it committed "Let's"
+        # (not doubtful), and the end, which found "go." inside a sentence, kept it.
+        ([Word(" Let's", 4.25, 4.38, 0.525), Word(" go.", 4.38, 4.5, 0.368)], 5.3, False),
+        # Held, not dropped: speech after the pause lets agreement decide.
+        ([Word(" Let's", 4.25, 4.38, 0.525), Word(" go.", 4.38, 4.5, 0.368)], None, True),
+        # A sure new sentence commits at the pause as ever.
+        ([Word(" See", 4.25, 4.38, 0.97), Word(" you.", 4.38, 4.5, 0.91)], 5.3, True),
+    ],
+    ids=["unsure-then-end", "unsure-then-speech", "sure"],
+)
+def test_an_unsure_new_sentence_waits_at_a_pause_for_more_speech_or_the_end(
+    jfk, ending, audio_s, kept
+):
+    said = [*JFK_WORDS[:6], Word(" not.", 4.05, 4.25, 0.9), *JFK_WORDS[7:]]
+
+    def hear(start: float, end: float, n: int) -> list[Word]:
+        # One decode in the pause hears the ending; the end's decode, 0.3 s on, does not.
+        heard_now = 4.9 <= end < 5.2 or (audio_s is None and end >= 4.9)
+        return fully_heard([*said[:7], *ending, *said[7:]] if heard_now else said)(start, end, n)
+
+    audio = jfk if audio_s is None else jfk[: int(audio_s * SAMPLE_RATE)]
+    captions, _ = play(ScriptedEngine.of(a=(audio, hear)), StreamingOptions())
+    text = captions.text()
+    said_first = "And so my fellow Americans, ask not."
+    if kept:
+        assert text.startswith(said_first + "".join(w.text for w in ending)), text
+    else:  # not "...ask not. Let's go.": no word of it
+        assert text == said_first
+    if kept and audio_s is not None:  # the sure sentence did not wait for the end
+        last = next(w for w in captions.committed() if w.start == ending[-1].start)
+        assert last.emitted_s < audio_s, last  # (its full stop waits for what follows)
+
+
 def test_words_of_no_length_at_the_end_of_a_hypothesis_are_not_speech():
     said = spoken("We will meet again", 0.2)
 
