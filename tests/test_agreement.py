@@ -205,6 +205,25 @@ def test_a_number_heard_again_from_inside_its_committed_end_is_an_echo():
     assert after(" 1469", 254.84, "-1470", 254.84) == "-1470 they"
 
 
+def test_an_unsure_word_of_no_length_in_front_of_a_number_heard_again_goes_with_it():
+    """A real-time run of the long file: "1462" committed (173.97-174.41), and the next
+    windows, cut at its end, heard ". In" of no length there (0.14) and "1862," from 174.40."""
+
+    def after(filler: Word) -> str:
+        said = [Word(" year", 173.79, 173.97, 0.73), Word(" 1462", 173.97, 174.41, 0.98)]
+        agreement = LocalAgreement()
+        agreement.insert(said, 170.0, now=175.9)
+        agreement.insert(said, 170.0, now=176.3)
+        heard = [filler, Word(" 1862,", 174.40, 175.20, 0.66), Word(" imitates", 175.82, 176.58)]
+        agreement.insert(heard, 174.41, now=176.8)
+        return texts(p.word for p in agreement.pending)
+
+    assert after(Word(". In", 174.40, 174.40, 0.14)) == "imitates"
+    # A word with audio, or a sure one, is not text the aligner found nothing for.
+    assert after(Word(". In", 174.40, 174.55, 0.14)) == ". In 1862, imitates"
+    assert after(Word(". In", 174.40, 174.40, 0.9)) == ". In 1862, imitates"
+
+
 def test_four_words_already_committed_squeezed_into_no_time_are_an_echo_and_are_dropped():
     agreement = LocalAgreement()
     agreement.insert(words("what your country can do"), 0.0, now=1.0)

@@ -26,6 +26,12 @@ one it repeats ended, every word of it sure and at the pace of speech: the long 
 "...driven off the paper. The paper on which the printing is to be done...", and every
 streaming run dropped the second "The paper"."""
 UNHEARD_MATCH_WORDS = 3
+MIN_WORD_S = 0.02
+"""Words this short, two or more in a row or one at the end of a hypothesis, are text the
+aligner found no audio for (Whisper echoing its prompt, or writing past the end: the
+end-of-stream loop "1469. 1469-1470. 1469-1470." had zero-length words): not speech. So is
+an unsure one (under `ECHO_FRAGMENT_BELOW`) in front of a fragment of the last committed
+word: "1462", then ". In" of no length at its end (0.14) and "1862,"."""
 ECHO_WORDS = 4
 ECHO_WORD_S = 0.1
 """A run of `ECHO_WORDS`+ words already committed or already in the hypothesis, squeezed into
@@ -217,8 +223,9 @@ class LocalAgreement:
         and two windows from the same cut agreed on it."""
         count, _ = self._rehearing(words, window_start)
         heard = list(words[count:])
-        if heard and self._is_fragment(heard[0]):
-            heard = heard[1:]
+        first = next((i for i, w in enumerate(heard) if not _unsure_of_no_length(w)), len(heard))
+        if first < len(heard) and self._is_fragment(heard[first]):
+            heard = heard[first + 1 :]
         return heard
 
     def _is_fragment(self, word: Word) -> bool:
@@ -386,6 +393,11 @@ def _back_to_back(context: list[str], ahead: list[str]) -> int:
         if ahead[:n] == context[-n:]:
             return n
     return 0
+
+
+def _unsure_of_no_length(word: Word) -> bool:
+    """Is `word` an unsure one the aligner found no audio for (see `MIN_WORD_S`)?"""
+    return word.end - word.start < MIN_WORD_S and word.probability < ECHO_FRAGMENT_BELOW
 
 
 def _number_heard_again(committed: Word, word: Word) -> bool:

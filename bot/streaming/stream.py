@@ -18,7 +18,7 @@ import numpy as np
 from bot.asr.decoding import is_anomaly, spoken_words
 from bot.asr.engine import Hypothesis, Task, Window
 from bot.messages import SAMPLE_RATE, CaptionUpdate, CommittedWord, Word
-from bot.streaming.agreement import Doubt, FirstSight, LocalAgreement, normalized
+from bot.streaming.agreement import MIN_WORD_S, Doubt, FirstSight, LocalAgreement, normalized
 from bot.streaming.options import BUFFER_LIMIT_S, StreamingOptions
 from bot.streaming.vad import SileroModel, SpeechDetector
 from bot.text import ends_sentence
@@ -31,10 +31,6 @@ PAUSE_MARGIN_S = 0.2
 WORD_SPEECH_MARGIN_S = 0.1
 QUIET_SEARCH_S = 0.25
 QUIET_FRAME = SAMPLE_RATE // 100
-MIN_WORD_S = 0.02
-"""Words this short, two or more in a row or one at the end of a hypothesis, are text the
-aligner found no audio for (Whisper echoing its prompt, or writing past the end: the
-end-of-stream loop "1469. 1469-1470. 1469-1470." had zero-length words): not speech."""
 # The earlier of two hypotheses agreeing on a doubtful word must have heard this share of
 # `doubtful_right_context_s` after it; the later one all of it.
 EARLIER_CONTEXT_SHARE = 0.5
