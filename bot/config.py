@@ -72,6 +72,7 @@ class StreamingConfig(_Section):
     confident_above: float = Field(_DEFAULT.confident_above, ge=0, le=1)
     confident_right_context_s: float = Field(_DEFAULT.confident_right_context_s, ge=0, le=5)
     long_pause_s: float = Field(_DEFAULT.long_pause_s, gt=0, le=20)
+    opening_s: float = Field(_DEFAULT.opening_s, ge=0, le=10)
     translation_by_sentence: bool = _DEFAULT.translation_by_sentence
     vad: bool = _DEFAULT.vad
     vad_threshold: float = Field(_DEFAULT.vad_threshold, gt=0, lt=1)

@@ -467,7 +467,9 @@ def test_a_sure_word_commits_in_the_first_hypothesis_that_hears_speech_after_it(
     unsure = {" fellow", " can"}
     said = [replace(w, probability=0.6 if w.text in unsure else 0.97) for w in JFK_WORDS]
     engine = ScriptedEngine.of(a=(jfk, said))
-    sure_first = StreamingOptions(confident_above=0.9, confident_right_context_s=0.3)
+    # opening_s=0: these are the stream's first words, which the opening rule holds back
+    # (tested on its own below).
+    sure_first = StreamingOptions(opening_s=0, confident_above=0.9, confident_right_context_s=0.3)
     captions, _ = play(engine, sure_first)
     assert captions.text() == JFK_TEXT
 
@@ -483,7 +485,7 @@ def test_a_sure_word_commits_in_the_first_hypothesis_that_hears_speech_after_it(
     assert all(any(w.end + 0.3 <= d.end <= w.emitted_s for d in engine.decoded) for w in once)
 
     engine = ScriptedEngine.of(a=(jfk, said))
-    by_agreement, _ = play(engine, StreamingOptions(confident_above=0.0))
+    by_agreement, _ = play(engine, StreamingOptions(opening_s=0, confident_above=0.0))
     assert by_agreement.text() == JFK_TEXT
     agreed_at = {w.start: w.emitted_s for w in by_agreement.committed()}
     sooner = [agreed_at[w.start] - w.emitted_s for w in once]
@@ -522,6 +524,29 @@ def test_a_doubtful_word_waits_for_speech_after_it_even_across_a_pause(jfk):
     assert "asked not" in captions.text(), captions.text()
 
 
+def test_a_streams_first_words_commit_only_once_speech_follows_them(jfk):
+    """With no prompt and little audio, Whisper misreads a stream's first words and agrees with
+    itself on them: base heard LJ001-0123's "This is awkward" as "This is all court." in every
+    window up to 2.4 s, and "awkward" from 2.6 s. A word that ends in the first `opening_s` of
+    speech commits only once as much speech follows it, or at a pause."""
+    audio = jfk[int(5.0 * SAMPLE_RATE) :]  # "what your country can do for you. Ask what..."
+    said = [replace(w, start=w.start - 5.0, end=w.end - 5.0) for w in JFK_WORDS[7:]]
+
+    def misread_early(start: float, end: float, n: int) -> list[Word]:
+        heard = fully_heard(said)(start, end, n)
+        return [replace(w, text=" can't") if w.text == " can" and end < 2.6 else w for w in heard]
+
+    engine = ScriptedEngine.of(a=(audio, misread_early))
+    waited, _ = play(engine, StreamingOptions())
+    hasty, _ = play(engine, StreamingOptions(opening_s=0))
+    assert "your country can do for you" in waited.text(), waited.text()
+    assert "your country can't do for you" in hasty.text(), hasty.text()
+    # The words behind the opening's wait for it; once it has its speech after it (4.4 s
+    # here: speech from 0.44 s, with a pause at 2.62-3.22 s), words commit as before.
+    later = [w.emitted_s for w in waited.committed() if w.start > 4.3]
+    assert later and later == [w.emitted_s for w in hasty.committed() if w.start > 4.3]
+
+
 def test_a_doubtful_word_commits_once_enough_speech_follows_it(jfk):
     """Two hypotheses agree on an unsure "fellow" (1.55-1.9 s): it commits once
     `doubtful_right_context_s` of speech has been heard after it ("Americans, ask not",
@@ -539,8 +564,12 @@ def test_a_doubtful_word_commits_once_enough_speech_follows_it(jfk):
         captions, _ = play(engine, options)
         return {w.text: w.emitted_s for w in captions.committed()[:5]}
 
-    waited = emitted(StreamingOptions(doubtful_below=0.5, doubtful_right_context_s=1.0))
-    plain = emitted(StreamingOptions(doubtful_below=0.0))
+    # opening_s=0: these are the stream's first words, which the opening rule holds back
+    # (tested on its own below).
+    waited = emitted(
+        StreamingOptions(opening_s=0, doubtful_below=0.5, doubtful_right_context_s=1.0)
+    )
+    plain = emitted(StreamingOptions(opening_s=0, doubtful_below=0.0))
     assert plain[" fellow"] <= 2.5 and waited[" my"] == plain[" my"]
     assert waited[" fellow"] >= 4.3, waited
 
@@ -664,7 +693,9 @@ def test_speech_a_decode_stopped_short_of_before_a_pause_is_decoded_again(jfk):
         return heard
 
     engine = ScriptedEngine.of(a=(audio, stops_short))
-    captions, transcriber = play(engine, StreamingOptions())
+    # opening_s=0: these are the stream's first words, which the opening rule holds back
+    # (tested on its own below).
+    captions, transcriber = play(engine, StreamingOptions(opening_s=0))
     assert captions.text() == "And so my fellow Americans,"
     assert transcriber.stats("a").unheard_redecodes == 1
     assert engine.decoded[-1].start >= 1.0

@@ -32,6 +32,12 @@ class StreamingOptions:
     follows)."""
     long_pause_s: float = 1.5
     """Silence after which every pending word is committed, right context or not."""
+    opening_s: float = 2.0
+    """A word that ends in the first this-many seconds of a stream's speech commits by
+    agreement only once as much speech follows it (or at a pause): with no prompt and little
+    audio, Whisper misreads a stream's first words and agrees with itself on them ("This is
+    all court." for "This is awkward" in every window up to 2.4 s; "All now is" for "All
+    nouns" up to 2.2 s)."""
     doubtful_below: float = 0.5
     """A word whose probability in either agreeing hypothesis is under this is doubtful: it
     commits by agreement only once the later hypothesis heard `doubtful_right_context_s` of

@@ -109,6 +109,9 @@ class OnlineStream:
             self._recent[-1] = self._hold_marks(self._recent[-1])
             self._held_marks_sent = self._held is not None
         self._heard: list[Word] = []
+        # Where the opening's speech is looked for (`opening_s`); None once it is over, or
+        # for a resumed stream, whose history prompts it.
+        self._opening_from: float | None = None if history else start
         self._processed_end = start
         self._window: tuple[float, float] | None = None
         self._decode_whole = False
@@ -424,11 +427,35 @@ class OnlineStream:
     def _commit_limit(self, words: list[Word]) -> float | None:
         """The latest word end that may commit by agreement now (None: any)."""
         limit = self._context_limit()
+        opening = self._opening_limit(words)
+        if opening is not None:
+            limit = opening if limit is None else min(limit, opening)
         if not self.options.translation_by_sentence or self._task() != "translate":
             return limit
         ended = [w.end for w in words[:-1] if ends_sentence(w.text)]
         sentence_end = ended[-1] if ended else float("-inf")
         return sentence_end if limit is None else min(limit, sentence_end)
+
+    def _opening_limit(self, words: list[Word]) -> float | None:
+        """The latest word end that may commit while the stream's opening lasts (`opening_s`):
+        a word of `words` that ends in the first `opening_s` of speech needs as much speech
+        after it; the words after the opening do not wait once those have it. None when
+        nothing waits: the opening is over (then for good), a long pause, the end."""
+        if self._opening_from is None or self._detector is None or not self.options.opening_s:
+            return None
+        speech_start = self._detector.first_speech_after(self._opening_from)
+        if speech_start is None:
+            return None
+        opening_end = speech_start + self.options.opening_s
+        limit = self._context_limit(self.options.opening_s)
+        committed_end = self._agreement.committed_end
+        if (limit is not None and limit >= opening_end) or committed_end >= opening_end:
+            self._opening_from = None
+            return None
+        waiting = [w.end for w in words if committed_end < w.end <= opening_end]
+        if limit is None or not waiting or limit >= waiting[-1]:
+            return None
+        return limit
 
     def _finalize(self, now: float) -> list[CommittedWord]:
         self._drop_unheard_pending(sentences_too=self.ended)
