@@ -62,6 +62,18 @@ class StreamStats:
     """Tentative sentences dropped as unheard before the end or a pause committed them."""
 
 
+@dataclass(frozen=True)
+class PendingSentence:
+    """The last sentence of a stream's tentative words."""
+
+    first: int
+    """Index of its first word among the tentative words."""
+    words: list[Word]
+    """Its spoken words (no lone marks)."""
+    unsure_new: bool
+    """Begun after a sentence that ended, its mean probability under `UNHEARD_ENDING_BELOW`."""
+
+
 class OnlineStream:
     """Streaming policy for one audio stream (a meeting, a file, a participant)."""
 
@@ -352,16 +364,14 @@ class OnlineStream:
         last = self._last_pending_sentence()
         if last is None:
             return
-        first, sentence, unsure_new = last
-        if is_anomaly(sentence) or (sentences_too and unsure_new):
-            logger.debug("%s: %r was not heard", self.stream_id, "".join(w.text for w in sentence))
+        if is_anomaly(last.words) or (sentences_too and last.unsure_new):
+            text = "".join(w.text for w in last.words)
+            logger.debug("%s: %r was not heard", self.stream_id, text)
             self.stats.unheard_endings += 1
-            self._agreement.keep_pending(first)
+            self._agreement.keep_pending(last.first)
 
-    def _last_pending_sentence(self) -> tuple[int, list[Word], bool] | None:
-        """The last sentence of the tentative words when transcribing: the index of its first
-        word, its spoken words, and whether it is an unsure new sentence (begun after one
-        that ended, mean probability under `UNHEARD_ENDING_BELOW`)."""
+    def _last_pending_sentence(self) -> PendingSentence | None:
+        """The last sentence of the tentative words, when transcribing."""
         pending = [p.word for p in self._agreement.pending]
         if self._task() != "transcribe" or not pending:
             return None
@@ -373,7 +383,7 @@ class OnlineStream:
         before = pending[first - 1] if first else self._agreement.last_committed
         new_sentence = before is not None and ends_sentence(before.text)
         unsure = sum(w.probability for w in sentence) / len(sentence) < UNHEARD_ENDING_BELOW
-        return first, sentence, new_sentence and unsure
+        return PendingSentence(first, sentence, new_sentence and unsure)
 
     def _first_held_pending(self) -> Word | None:
         """The first tentative word a pause does not commit, while the hold lasts (no long
@@ -384,15 +394,15 @@ class OnlineStream:
         It is held, not dropped: real sentences' first words read as low as 0.09 mid-stream."""
         if self.ended or self._silence_s() >= self.options.long_pause_s:
             return None
+        pending = [p.word for p in self._agreement.pending]
         held: list[Word] = []
-        below = self.options.doubtful_below
-        if below:
-            doubt = Doubt(below)  # no commit limit: only `doubtful` is asked
-            held += [p.word for p in self._agreement.pending if doubt.doubtful(p.word)][:1]
+        if self.options.doubtful_below:
+            doubt = Doubt(self.options.doubtful_below)  # no commit limit: only `doubtful` is asked
+            held += [w for w in pending if doubt.doubtful(w)][:1]
         last = self._last_pending_sentence()
-        if last is not None and last[2]:
-            held.append(self._agreement.pending[last[0]].word)
-        return min(held, key=lambda word: word.start, default=None)
+        if last is not None and last.unsure_new:
+            held.append(pending[last.first])
+        return min(held, key=lambda w: w.start, default=None)
 
     def _doubt(self) -> Doubt | None:
         """The doubtful-word rule as it stands now, None when it is off."""
@@ -465,8 +475,8 @@ class OnlineStream:
             return self._agreement.commit_pending(now, until=limit, before_start=pause)
         held = self._first_held_pending()
         if held is not None:
-            # "ask" before a pause reads "asked" until "not what" follows: a doubtful word
-            # waits for the speech after the pause, or for a long pause.
+            # "ask" before a pause reads "asked" until "not what" follows: a doubtful word, or
+            # an unsure new sentence, waits for the speech after the pause, or a long pause.
             return self._agreement.commit_pending(now, until=held.start)
         committed = self._agreement.commit_pending(
             now, until=pause + PAUSE_MARGIN_S, before_start=pause
