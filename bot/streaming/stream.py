@@ -436,15 +436,11 @@ class OnlineStream:
 
     def _commit_limit(self, words: list[Word]) -> float | None:
         """The latest word end that may commit by agreement now (None: any)."""
-        limit = self._context_limit()
-        opening = self._opening_limit(words)
-        if opening is not None:
-            limit = opening if limit is None else min(limit, opening)
-        if not self.options.translation_by_sentence or self._task() != "translate":
-            return limit
-        ended = [w.end for w in words[:-1] if ends_sentence(w.text)]
-        sentence_end = ended[-1] if ended else float("-inf")
-        return sentence_end if limit is None else min(limit, sentence_end)
+        limits = [self._context_limit(), self._opening_limit(words)]
+        if self.options.translation_by_sentence and self._task() == "translate":
+            ended = [w.end for w in words[:-1] if ends_sentence(w.text)]
+            limits.append(ended[-1] if ended else float("-inf"))
+        return min((limit for limit in limits if limit is not None), default=None)
 
     def _opening_limit(self, words: list[Word]) -> float | None:
         """The latest word end that may commit while the stream's opening lasts (`opening_s`):
