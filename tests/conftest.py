@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.messages import SAMPLE_RATE, AudioChunk, CommittedWord, EndOfStream, join_words
+from bot.asr.engine import Task
+from bot.messages import (
+    SAMPLE_RATE,
+    AudioChunk,
+    CaptionUpdate,
+    CommittedWord,
+    EndOfStream,
+    join_words,
+)
 from bot.streaming.options import StreamingOptions
 from bot.streaming.transcriber import StreamingTranscriber
 
@@ -99,9 +107,12 @@ def decoded_at(
     audio: np.ndarray,
     decode_at_s: tuple[float, ...],
     options: StreamingOptions | None = None,
+    task: Task = "transcribe",
+    language: str | None = "en",
 ) -> str:
     """The committed text of `audio` decoded once at each of these moments, then at its end."""
-    return join_words(decoded_words_at(engine, audio, decode_at_s, options))
+    words = decoded_words_at(engine, audio, decode_at_s, options, task=task, language=language)
+    return join_words(words)
 
 
 def decoded_words_at(
@@ -111,12 +122,31 @@ def decoded_words_at(
     options: StreamingOptions | None = None,
     start_s: float = 0.0,
     history: tuple[CommittedWord, ...] = (),
+    task: Task = "transcribe",
+    language: str | None = "en",
 ) -> list[CommittedWord]:
     """The words committed decoding `audio` from `start_s` (a stream resumed with `history`)
     once at each of these moments, then at its end."""
+    updates = decoded_updates_at(
+        engine, audio, decode_at_s, options, start_s, history, task=task, language=language
+    )
+    return [word for update in updates for word in update.committed]
+
+
+def decoded_updates_at(
+    engine,
+    audio: np.ndarray,
+    decode_at_s: tuple[float, ...],
+    options: StreamingOptions | None = None,
+    start_s: float = 0.0,
+    history: tuple[CommittedWord, ...] = (),
+    task: Task = "transcribe",
+    language: str | None = "en",
+) -> list[CaptionUpdate]:
+    """The caption updates of `decoded_words_at`."""
     transcriber = StreamingTranscriber(engine, options, clock="audio")
-    transcriber.open("s", "transcribe", "en", start=start_s, history=history)
-    committed: list[CommittedWord] = []
+    transcriber.open("s", task, language, start=start_s, history=history)
+    updates: list[CaptionUpdate] = []
     fed = int(round(start_s * SAMPLE_RATE))
     for moment_s in (*decode_at_s, None):
         end = len(audio) if moment_s is None else int(moment_s * SAMPLE_RATE)
@@ -124,9 +154,7 @@ def decoded_words_at(
         fed = end
         if moment_s is None:
             transcriber.feed(EndOfStream("s"))
-        for update in transcriber.step():
-            committed += update.committed
+        updates += transcriber.step()
     while transcriber.active:
-        for update in transcriber.step():
-            committed += update.committed
-    return committed
+        updates += transcriber.step()
+    return updates

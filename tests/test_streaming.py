@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import decoded_at, decoded_words_at, english_wer
+from conftest import decoded_at, decoded_updates_at, decoded_words_at, english_wer
 
 from bot.asr.engine import Window
 from bot.audio.decode import load_audio
@@ -387,6 +387,32 @@ def test_a_streams_first_words_wait_until_the_model_has_heard_enough_after_them(
     text = decoded_at(base_engine, audio, decode_at_s, StreamingOptions(min_step_s=0.4))
     assert normalized_words(text).startswith(opening), text
     assert english_wer(row["text"], text) < 0.15, text
+
+
+@pytest.mark.parametrize(
+    ("item", "first_decode_s", "heard"),
+    [
+        ("fleurs_pt_002", 1.1, "lost control of the car"),
+        ("fleurs_pt_004", 0.8, "students"),
+        ("fleurs_de_000", 0.8, "hong kong"),
+    ],
+)
+def test_a_streams_language_is_learned_from_enough_speech_not_its_first_windows(
+    base_engine, load_item, item, first_decode_s, heard
+):
+    """Translated with the language left to the model, in 0.4 s rounds: base detects the
+    first second of speech as anything ("ro" 0.32 for Portuguese, "en" 0.35 for German),
+    and these schedules locked the streams to Romanian, English and English (English speech
+    is transcribed, so German was transcribed as English)."""
+    audio, row = load_item(item)
+    moments = tuple(np.round(np.arange(first_decode_s, len(audio) / SAMPLE_RATE, 0.4), 2))
+    options = StreamingOptions(min_step_s=0.3)  # each moment decodes
+    updates = decoded_updates_at(
+        base_engine, audio, moments, options, task="translate", language=None
+    )
+    assert {u.language for u in updates} - {None} == {row["language"]}
+    text = join_words([w for u in updates for w in u.committed])
+    assert heard in normalized_words(text), text
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,11 @@ from bot.text import ends_sentence
 
 logger = logging.getLogger(__name__)
 
+# A stream's language is learned from windows with this much speech: under 2 s, base detects
+# noise ("en" 0.72 on 0.07 s of Portuguese, "lt" 0.82 on 1.25 s); with 0.4 s rounds the
+# first windows locked German and Portuguese streams to English, which transcribed them to
+# nothing (4-5 of 26 FLEURS items per real-time run). Until then each window detects its own.
+LANGUAGE_MIN_SPEECH_S = 2.5
 LANGUAGE_CONFIDENT = 0.8
 LANGUAGE_VOTES = 3
 PAUSE_MARGIN_S = 0.2
@@ -247,7 +252,7 @@ class OnlineStream:
             self._tail_from = self._processed_end = heard_end
             last = False
         self.stats.max_buffer_s = max(self.stats.max_buffer_s, window_end - window_start)
-        self._learn_language(hypothesis)
+        self._learn_language(hypothesis, (window_start, window_end))
         self._segment_end_times = {timed[i].end for i in hypothesis.segment_ends if i < len(timed)}
         self._heard = words
         self._reheard_held(words)
@@ -320,6 +325,11 @@ class OnlineStream:
 
     def _has_speech(self, start: float, end: float) -> bool:
         return self._detector is None or self._detector.has_speech(max(start, 0.0), end)
+
+    def _speech_s(self, start: float, end: float) -> float:
+        if self._detector is None:
+            return end - start
+        return self._detector.speech_s(start, end)
 
     def _pause(self) -> float | None:
         """Where the current pause started, if speech has paused for at least `pause_s`."""
@@ -660,8 +670,10 @@ class OnlineStream:
             text += self._held_marks
         return text.strip()[-self.options.prompt_chars :]
 
-    def _learn_language(self, hypothesis: Hypothesis) -> None:
+    def _learn_language(self, hypothesis: Hypothesis, window: tuple[float, float]) -> None:
         if self.language is not None or not hypothesis.words:
+            return
+        if self._speech_s(*window) < LANGUAGE_MIN_SPEECH_S:
             return
         self._language_votes[hypothesis.language] += 1
         best, votes = self._language_votes.most_common(1)[0]

@@ -78,6 +78,10 @@ class SpeechDetector:
         first, last = self._index(start), self._index(end)
         return bool(self._speech[first:last].any())
 
+    def speech_s(self, start: float, end: float) -> float:
+        """Seconds of speech between `start` and `end`."""
+        return float(self._speech[self._index(start) : self._index(end)].sum()) * FRAME_S
+
     def first_speech_after(self, time: float) -> float | None:
         """Audio time where speech next starts at or after `time` (None if not yet heard)."""
         indices = np.flatnonzero(self._speech[self._index(time) :])
