@@ -63,6 +63,7 @@ _DEFAULT = StreamingOptions()
 
 class StreamingConfig(_Section):
     min_step_s: float = Field(_DEFAULT.min_step_s, gt=0, le=10)
+    translate_min_step_s: float = Field(_DEFAULT.translate_min_step_s, gt=0, le=10)
     trim_after_s: float = Field(_DEFAULT.trim_after_s, gt=0, le=BUFFER_LIMIT_S)
     max_buffer_s: float = Field(_DEFAULT.max_buffer_s, gt=2, le=BUFFER_LIMIT_S)
     pause_s: float = Field(_DEFAULT.pause_s, gt=0, le=10)

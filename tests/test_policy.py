@@ -255,7 +255,9 @@ def test_a_translated_word_commits_once_its_sentence_has_ended_and_the_next_one_
 
     def emitted(task: Task, by_sentence: bool) -> dict[str, float]:
         engine = ScriptedEngine.of(a=(audio, words))
-        options = StreamingOptions(vad=False, translation_by_sentence=by_sentence)
+        options = StreamingOptions(
+            vad=False, translation_by_sentence=by_sentence, translate_min_step_s=0.5
+        )
         captions, _ = play(engine, options, task=task, language="de")
         assert captions.text() == "I have seen the dog today. It was big and brown and very happy"
         return {w.text.strip(" ."): w.emitted_s for w in captions.committed()}
@@ -902,3 +904,28 @@ def test_english_speech_asked_for_translation_into_english_is_transcribed():
     run_fast(transcriber, recordings, lambda update: None, step_s=0.5)
     assert {d.window.task for d in engine.decoded_from("en")} == {"transcribe"}
     assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
+
+
+def test_a_translated_stream_is_decoded_in_longer_rounds_than_a_transcribed_one():
+    engine = ScriptedEngine.of(
+        en=(noise(6.0, 1), spoken("Good morning everyone and welcome to the meeting", 0.2)),
+        de=(noise(6.0, 2), spoken("Guten Morgen zusammen und willkommen zum Treffen", 0.2)),
+        de_said=(noise(6.0, 3), spoken("Guten Morgen zusammen und willkommen zum Treffen", 0.2)),
+    )
+    options = StreamingOptions(vad=False, min_step_s=0.5, translate_min_step_s=1.0)
+    transcriber = StreamingTranscriber(engine, options, clock="audio")
+    recordings = [
+        Recording("en", engine.scripts["en"].audio, "translate", "en"),
+        Recording("de", engine.scripts["de"].audio, "translate", "de"),
+        Recording("de_said", engine.scripts["de_said"].audio, "transcribe", "de"),
+    ]
+    run_fast(transcriber, recordings, lambda update: None, step_s=0.25)
+
+    def steps(recording: str) -> list[float]:
+        ends = [d.end for d in engine.decoded_from(recording)]
+        return [round(b - a, 2) for a, b in zip(ends, ends[1:])][:-1]  # the end's is shorter
+
+    assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
+    assert set(steps("de")) == {1.0}, steps("de")
+    assert set(steps("en")) == {0.5}, steps("en")  # English speech is transcribed
+    assert set(steps("de_said")) == {0.5}, steps("de_said")

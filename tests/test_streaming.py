@@ -406,7 +406,7 @@ def test_a_streams_language_is_learned_from_enough_speech_not_its_first_windows(
     is transcribed, so German was transcribed as English)."""
     audio, row = load_item(item)
     moments = tuple(np.round(np.arange(first_decode_s, len(audio) / SAMPLE_RATE, 0.4), 2))
-    options = StreamingOptions(min_step_s=0.3)  # each moment decodes
+    options = StreamingOptions(translate_min_step_s=0.3)  # each moment decodes
     updates = decoded_updates_at(
         base_engine, audio, moments, options, task="translate", language=None
     )

@@ -182,7 +182,12 @@ class OnlineStream:
             return bool(self._agreement.pending) and self._covered_pause() is None
         if self.ended:
             return True
-        return self.received_end - self._processed_end >= self.options.min_step_s
+        return self.received_end - self._processed_end >= self._min_step_s()
+
+    def _min_step_s(self) -> float:
+        if self._task() == "translate":
+            return self.options.translate_min_step_s
+        return self.options.min_step_s
 
     def window(self) -> Window:
         start = self._buffer_start
