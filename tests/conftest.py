@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,12 +108,10 @@ def decoded_at(
     audio: np.ndarray,
     decode_at_s: tuple[float, ...],
     options: StreamingOptions | None = None,
-    task: Task = "transcribe",
-    language: str | None = "en",
+    **opened: Any,
 ) -> str:
     """The committed text of `audio` decoded once at each of these moments, then at its end."""
-    words = decoded_words_at(engine, audio, decode_at_s, options, task=task, language=language)
-    return join_words(words)
+    return join_words(decoded_words_at(engine, audio, decode_at_s, options, **opened))
 
 
 def decoded_words_at(
@@ -120,16 +119,10 @@ def decoded_words_at(
     audio: np.ndarray,
     decode_at_s: tuple[float, ...],
     options: StreamingOptions | None = None,
-    start_s: float = 0.0,
-    history: tuple[CommittedWord, ...] = (),
-    task: Task = "transcribe",
-    language: str | None = "en",
+    **opened: Any,
 ) -> list[CommittedWord]:
-    """The words committed decoding `audio` from `start_s` (a stream resumed with `history`)
-    once at each of these moments, then at its end."""
-    updates = decoded_updates_at(
-        engine, audio, decode_at_s, options, start_s, history, task=task, language=language
-    )
+    """The words committed by `decoded_updates_at`."""
+    updates = decoded_updates_at(engine, audio, decode_at_s, options, **opened)
     return [word for update in updates for word in update.committed]
 
 
@@ -143,7 +136,8 @@ def decoded_updates_at(
     task: Task = "transcribe",
     language: str | None = "en",
 ) -> list[CaptionUpdate]:
-    """The caption updates of `decoded_words_at`."""
+    """The caption updates of decoding `audio` from `start_s` (a stream resumed with `history`)
+    once at each of these moments, then at its end."""
     transcriber = StreamingTranscriber(engine, options, clock="audio")
     transcriber.open("s", task, language, start=start_s, history=history)
     updates: list[CaptionUpdate] = []
