@@ -73,12 +73,15 @@ def play(
     step_s: float = 0.5,
     task: Task = "transcribe",
     language: str = "en",
+    tasks: dict[str, tuple[Task, str]] | None = None,
 ) -> tuple[Captions, StreamingTranscriber]:
-    """Stream every scripted recording through the policy, `step_s` of audio per round."""
+    """Stream every scripted recording through the policy, `step_s` of audio per round, with
+    `task` in `language`, or with its own (task, language) from `tasks`."""
     transcriber = StreamingTranscriber(engine, options, clock="audio")
     captions = Captions()
     recordings = [
-        Recording(name, script.audio, task, language) for name, script in engine.scripts.items()
+        Recording(name, script.audio, *(tasks or {}).get(name, (task, language)))
+        for name, script in engine.scripts.items()
     ]
     run_fast(transcriber, recordings, captions.updates.append, step_s=step_s)
     return captions, transcriber
@@ -896,12 +899,7 @@ def test_english_speech_asked_for_translation_into_english_is_transcribed():
         en=(noise(2.0, 1), spoken("Good morning everyone", 0.2)),
         de=(noise(2.0, 2), spoken("Guten Morgen zusammen", 0.2)),
     )
-    transcriber = StreamingTranscriber(engine, NO_VAD, clock="audio")
-    recordings = [
-        Recording("en", engine.scripts["en"].audio, "translate", "en"),
-        Recording("de", engine.scripts["de"].audio, "translate", "de"),
-    ]
-    run_fast(transcriber, recordings, lambda update: None, step_s=0.5)
+    play(engine, tasks={"en": ("translate", "en"), "de": ("translate", "de")})
     assert {d.window.task for d in engine.decoded_from("en")} == {"transcribe"}
     assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
 
@@ -913,13 +911,12 @@ def test_a_translated_stream_is_decoded_in_longer_rounds_than_a_transcribed_one(
         de_said=(noise(6.0, 3), spoken("Guten Morgen zusammen und willkommen zum Treffen", 0.2)),
     )
     options = StreamingOptions(vad=False, min_step_s=0.5, translate_min_step_s=1.0)
-    transcriber = StreamingTranscriber(engine, options, clock="audio")
-    recordings = [
-        Recording("en", engine.scripts["en"].audio, "translate", "en"),
-        Recording("de", engine.scripts["de"].audio, "translate", "de"),
-        Recording("de_said", engine.scripts["de_said"].audio, "transcribe", "de"),
-    ]
-    run_fast(transcriber, recordings, lambda update: None, step_s=0.25)
+    tasks: dict[str, tuple[Task, str]] = {
+        "en": ("translate", "en"),
+        "de": ("translate", "de"),
+        "de_said": ("transcribe", "de"),
+    }
+    play(engine, options, step_s=0.25, tasks=tasks)
 
     def steps(recording: str) -> list[float]:
         ends = [d.end for d in engine.decoded_from(recording)]
