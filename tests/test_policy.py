@@ -7,6 +7,7 @@ hypotheses: when words commit, what is shown, what is cut, what is decoded next.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -902,6 +903,18 @@ def test_english_speech_asked_for_translation_into_english_is_transcribed():
     play(engine, tasks={"en": ("translate", "en"), "de": ("translate", "de")})
     assert {d.window.task for d in engine.decoded_from("en")} == {"transcribe"}
     assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
+
+
+def test_a_stream_fed_in_tenths_of_a_second_is_decoded_every_min_step_not_a_chunk_later():
+    # Four 0.1 s chunks add up to 0.39999 s in floats; a stream compared that way waited for a
+    # fifth chunk in most rounds, and its 0.4 s rounds were 0.5 s rounds.
+    said = spoken("and so my fellow Americans ask not what your country can do for you " * 4, 0.2)
+    engine = ScriptedEngine.of(a=(noise(45.0, 4), said))
+    play(engine, StreamingOptions(vad=False, min_step_s=0.4), step_s=0.1)
+    ends = [d.end for d in engine.decoded_from("a")]
+    steps = [round(b - a, 3) for a, b in zip(ends, ends[1:])][:-1]  # the end's is shorter
+    assert any(d.start > 0 for d in engine.decoded), "no cut: the buffer start never moved"
+    assert set(steps) == {0.4}, Counter(steps)
 
 
 def test_a_translated_stream_is_decoded_in_longer_rounds_than_a_transcribed_one():

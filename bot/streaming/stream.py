@@ -182,7 +182,9 @@ class OnlineStream:
             return bool(self._agreement.pending) and self._covered_pause() is None
         if self.ended:
             return True
-        return self.received_end - self._processed_end >= self._min_step_s()
+        # Counted in samples: times are float sums, and four 0.1 s chunks can come to 0.39999 s.
+        new_samples = round((self.received_end - self._processed_end) * SAMPLE_RATE)
+        return new_samples >= round(self._min_step_s() * SAMPLE_RATE)
 
     def _min_step_s(self) -> float:
         if self._task() == "translate":
