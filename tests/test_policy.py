@@ -88,6 +88,13 @@ def play(
     return captions, transcriber
 
 
+def decode_steps(engine: ScriptedEngine, recording: str) -> list[float]:
+    """The audio between one decode of `recording` and the next, the last (shorter: the
+    stream's end) left out."""
+    ends = [d.end for d in engine.decoded_from(recording)]
+    return [round(b - a, 2) for a, b in zip(ends, ends[1:])][:-1]
+
+
 def misheard_at_the_tail(words: list[Word], settle_s: float = 0.4) -> Hearing:
     """Like Whisper: a word only just spoken is heard wrong ("x" appended) until more audio
     follows it."""
@@ -911,8 +918,7 @@ def test_a_stream_fed_in_tenths_of_a_second_is_decoded_every_min_step_not_a_chun
     said = spoken("and so my fellow Americans ask not what your country can do for you " * 4, 0.2)
     engine = ScriptedEngine.of(a=(noise(45.0, 4), said))
     play(engine, StreamingOptions(vad=False, min_step_s=0.4), step_s=0.1)
-    ends = [d.end for d in engine.decoded_from("a")]
-    steps = [round(b - a, 3) for a, b in zip(ends, ends[1:])][:-1]  # the end's is shorter
+    steps = decode_steps(engine, "a")
     assert any(d.start > 0 for d in engine.decoded), "no cut: the buffer start never moved"
     assert set(steps) == {0.4}, Counter(steps)
 
@@ -930,12 +936,8 @@ def test_a_translated_stream_is_decoded_in_longer_rounds_than_a_transcribed_one(
         "de_said": ("transcribe", "de"),
     }
     play(engine, options, step_s=0.25, tasks=tasks)
-
-    def steps(recording: str) -> list[float]:
-        ends = [d.end for d in engine.decoded_from(recording)]
-        return [round(b - a, 2) for a, b in zip(ends, ends[1:])][:-1]  # the end's is shorter
-
+    steps = {name: decode_steps(engine, name) for name in tasks}
     assert {d.window.task for d in engine.decoded_from("de")} == {"translate"}
-    assert set(steps("de")) == {1.0}, steps("de")
-    assert set(steps("en")) == {0.5}, steps("en")  # English speech is transcribed
-    assert set(steps("de_said")) == {0.5}, steps("de_said")
+    assert set(steps["de"]) == {1.0}, steps["de"]
+    assert set(steps["en"]) == {0.5}, steps["en"]  # English speech is transcribed
+    assert set(steps["de_said"]) == {0.5}, steps["de_said"]
